@@ -1,0 +1,134 @@
+"""Runs of the tool from a loaded configuration: build the adapters, run, report, summarise.
+
+Returns outcomes; printing and exiting belong to the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nsx_route_gc.config import Config, NsxSettings
+from nsx_route_gc.errors import NsxError
+from nsx_route_gc.kube import Inventory
+from nsx_route_gc.logs import register_secret
+from nsx_route_gc.models import Action
+from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.report import RunInfo, build_report, write_reports
+from nsx_route_gc.scan import ClusterSource, Scanner, ScanResult, utc_now
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CHANGES = 3
+
+
+NsxFactory = Callable[[NsxSettings], Any]
+InventoryFactory = Callable[[Config], ClusterSource]
+
+
+def default_inventory(config: Config) -> ClusterSource:
+    return Inventory(max_workers=config.cluster_concurrency)
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    report: dict[str, Any] | None = None
+    paths: list[Path] = field(default_factory=list)
+    error: str | None = None
+
+
+@contextmanager
+def bound_run(mode: str) -> Iterator[str]:
+    """Bind a run id to every log line of this run."""
+    run_id = uuid.uuid4().hex[:12]
+    with structlog.contextvars.bound_contextvars(run_id=run_id, mode=mode):
+        yield run_id
+
+
+def log_summary(report: dict[str, Any] | None, exit_code: int, started: float) -> None:
+    """The one line that ends every run, with every count."""
+    fields: dict[str, Any] = {
+        "exit_code": exit_code,
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+    if report is not None:
+        fields.update(
+            {f"verdict_{k.replace('-', '_')}": v for k, v in report["summary"]["verdicts"].items()}
+        )
+        fields.update(
+            {f"action_{k.replace('-', '_')}": v for k, v in report["summary"]["actions"].items()}
+        )
+        fields["routers"] = len(report["nsx"]["routers"])
+        fields["routers_unlisted"] = len(report["nsx"]["router_errors"])
+        fields["clusters"] = len(report["clusters"])
+        fields["clusters_failed"] = sum(1 for c in report["clusters"] if c["status"] == "failed")
+    log.info("run.summary", **fields)
+
+
+def run_scan(
+    config: Config,
+    *,
+    report_dir: Path | None,
+    detailed_exitcode: bool = False,
+    nsx_factory: NsxFactory = NsxClient,
+    inventory_factory: InventoryFactory = default_inventory,
+) -> Outcome:
+    started = time.monotonic()
+    if config.nsx.password is not None:
+        register_secret(config.nsx.password.reveal())
+    with bound_run("scan") as run_id:
+        report = None
+        try:
+            with nsx_factory(config.nsx) as nsx:
+                result = Scanner(config, nsx, inventory_factory(config)).scan()
+        except NsxError as exc:
+            log.error("run.failed", error=str(exc))
+            log_summary(None, EXIT_FAILURE, started)
+            return Outcome(EXIT_FAILURE, error=str(exc))
+        report = scan_report(config, result, run_id)
+        paths = write_reports(report, report_dir) if report_dir else []
+        code = scan_exit_code(result, detailed_exitcode)
+        log_summary(report, code, started)
+        return Outcome(code, report, paths)
+
+
+def scan_report(config: Config, result: ScanResult, run_id: str) -> dict[str, Any]:
+    info = RunInfo(
+        mode="scan",
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        nsx_host=config.nsx.host,
+        config_source=config.source,
+        run_id=run_id,
+    )
+    return build_report(info, result.plan, errors=result.failures)
+
+
+def scan_exit_code(result: ScanResult, detailed: bool) -> int:
+    if result.failures:
+        return EXIT_FAILURE
+    if detailed and any(v.action is Action.DELETE for v in result.plan.verdicts):
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+__all__ = [
+    "EXIT_CHANGES",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Outcome",
+    "run_scan",
+    "utc_now",
+]

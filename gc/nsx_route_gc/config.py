@@ -1,0 +1,524 @@
+"""Configuration: the YAML file, with environment variables overriding it, validated.
+
+Every problem becomes a ConfigError whose one line names the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nsx_route_gc.errors import ConfigError
+from nsx_route_gc.models import Policy, parse_network
+
+
+class Secret:
+    """A credential that never shows itself in repr, str, logs or exception messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class NsxSettings:
+    base_url: str  # https://host[:port], normalised
+    username: str | None = None
+    password: Secret | None = None
+    auth: str = "session"  # session | basic | certificate | remote
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    ca_file: Path | None = None
+    insecure: bool = False
+    routers: tuple[str, ...] = ()  # empty: every Tier-1, projects' too
+    timeout: float = 30.0  # seconds, every call
+    page_size: int = 1000
+    max_attempts: int = 6  # per call, retries on 429/502/503/504 and connection errors
+    deadline: float = 300.0  # seconds, a call and its retries together
+    rate_limit: float = 90.0  # requests per second, client-side token bucket
+    concurrency: int = 8  # routers listed at once
+
+    @property
+    def host(self) -> str:
+        """The manager as operators name it (for reports): host or host:port."""
+        return self.base_url.removeprefix("https://")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    name: str
+    kubeconfig: Path | None  # None: in-cluster service account
+    context: str | None = None
+    pod_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetiredCluster:
+    name: str
+    pod_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterApiConfig:
+    kubeconfig: Path | None  # None: in-cluster
+    context: str | None = None
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    configmap: str | None = None  # namespace/name
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    pushgateway: str | None = None
+    job: str = "nsx-route-gc"
+
+
+@dataclass(frozen=True)
+class Config:
+    nsx: NsxSettings
+    clusters: tuple[ClusterConfig, ...] = ()
+    retired_clusters: tuple[RetiredCluster, ...] = ()
+    cluster_api: ClusterApiConfig | None = None
+    state: StateConfig = field(default_factory=StateConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    policy: Policy = field(default_factory=Policy)
+    cluster_concurrency: int = 8  # clusters inventoried at once
+    source: str = "<config>"  # the file it came from, for messages
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    config: Config
+    warnings: tuple[str, ...] = ()
+
+
+def load_config(path: Path, environ: Mapping[str, str]) -> Loaded:
+    """Read the YAML file at ``path`` and apply the environment's overrides."""
+    try:
+        text = path.expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}") from exc
+    if data is None:
+        data = {}
+    return build_config(data, environ, source=str(path), base_dir=path.expanduser().parent)
+
+
+def build_config(
+    data: object, environ: Mapping[str, str], *, source: str, base_dir: Path
+) -> Loaded:
+    reader = _Reader(source, base_dir)
+    top = reader.mapping(data, "")
+    reader.only(
+        top,
+        "",
+        {
+            "nsx",
+            "clusters",
+            "retired_clusters",
+            "cluster_api",
+            "state",
+            "metrics",
+            "policy",
+            "inventory_concurrency",
+        },
+    )
+    nsx = reader.nsx(top.get("nsx") or {}, environ)
+    clusters = tuple(
+        reader.cluster(item, f"clusters[{i}]")
+        for i, item in enumerate(reader.sequence(top.get("clusters") or [], "clusters"))
+    )
+    reader.unique([c.name for c in clusters], "clusters")
+    retired = tuple(
+        reader.retired(item, f"retired_clusters[{i}]")
+        for i, item in enumerate(
+            reader.sequence(top.get("retired_clusters") or [], "retired_clusters")
+        )
+    )
+    reader.unique([c.name for c in retired], "retired_clusters")
+    both = {c.name for c in clusters} & {c.name for c in retired}
+    if both:
+        raise ConfigError(
+            f"{source}: retired_clusters: {sorted(both)[0]!r} is also listed under clusters"
+        )
+    cluster_api = None
+    if top.get("cluster_api") is not None:
+        cluster_api = reader.cluster_api(top["cluster_api"])
+    state = reader.state(top.get("state") or {})
+    metrics = reader.metrics(top.get("metrics") or {}, environ)
+    policy = reader.policy(top.get("policy") or {})
+    concurrency = reader.positive_int(top.get("inventory_concurrency", 8), "inventory_concurrency")
+    config = Config(
+        nsx=nsx,
+        clusters=clusters,
+        retired_clusters=retired,
+        cluster_api=cluster_api,
+        state=state,
+        metrics=metrics,
+        policy=policy,
+        cluster_concurrency=concurrency,
+        source=source,
+    )
+    return Loaded(config, tuple(reader.warnings))
+
+
+def normalise_host(value: str) -> str:
+    """``host``, ``host:port`` or ``https://host[:port]`` to ``https://host[:port]``."""
+    text = value.strip().rstrip("/")
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme.lower() != "https":
+            raise ValueError("NSX is reached over https only")
+        text = rest
+    if not text or "/" in text or "@" in text or " " in text:
+        raise ValueError("expected host, host:port or https://host:port")
+    host, sep, port = text.rpartition(":")
+    if sep and not text.endswith("]") and port:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"invalid port {port!r}")
+        if not host:
+            raise ValueError("missing host")
+    return f"https://{text}"
+
+
+def parse_duration(value: object) -> timedelta:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text and text[-1] in _DURATION_UNITS and _is_number(text[:-1]):
+            return timedelta(seconds=float(text[:-1]) * _DURATION_UNITS[text[-1]])
+        if _is_number(text):
+            return timedelta(seconds=float(text))
+    raise ValueError("expected a duration such as 90s, 30m, 1h or 2d")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
+
+
+class _Reader:
+    """Typed reads of the parsed YAML; every complaint names the file and the key."""
+
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.warnings: list[str] = []
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key or 'top level'}: {problem}")
+
+    def mapping(self, value: object, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
+        return value
+
+    def sequence(self, value: object, key: str) -> list[Any]:
+        if isinstance(value, str) or not isinstance(value, list):
+            raise self.fail(key, f"expected a list, got {type(value).__name__}")
+        return value
+
+    def only(self, data: dict[str, Any], key: str, allowed: set[str]) -> None:
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            where = f"{key}.{unknown[0]}" if key else unknown[0]
+            raise self.fail(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def string(self, value: object, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, "expected a non-empty string")
+        return value.strip()
+
+    def optional_string(self, value: object, key: str) -> str | None:
+        return None if value is None else self.string(value, key)
+
+    def boolean(self, value: object, key: str) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise self.fail(key, "expected true or false")
+
+    def positive_int(self, value: object, key: str, *, zero: bool = False) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+            raise self.fail(key, f"expected a whole number {'>= 0' if zero else '>= 1'}")
+        return value
+
+    def number(self, value: object, key: str, low: float, high: float) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise self.fail(key, f"expected a number from {low:g} to {high:g}")
+        return float(value)
+
+    def path(self, value: object, key: str) -> Path:
+        text = self.string(value, key)
+        candidate = Path(text).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def optional_path(self, value: object, key: str) -> Path | None:
+        return None if value is None else self.path(value, key)
+
+    def cidrs(self, value: object, key: str) -> tuple[str, ...]:
+        out = []
+        for i, item in enumerate(self.sequence(value if value is not None else [], key)):
+            text = self.string(item, f"{key}[{i}]")
+            try:
+                parse_network(text)
+            except ValueError as exc:
+                raise self.fail(f"{key}[{i}]", f"{text!r} is not a CIDR") from exc
+            out.append(text)
+        return tuple(out)
+
+    def strings(self, value: object, key: str) -> tuple[str, ...]:
+        items = self.sequence(value if value is not None else [], key)
+        return tuple(self.string(item, f"{key}[{i}]") for i, item in enumerate(items))
+
+    def unique(self, names: list[str], key: str) -> None:
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise self.fail(key, f"cluster {name!r} is listed twice")
+            seen.add(name)
+
+    def nsx(self, value: object, environ: Mapping[str, str]) -> NsxSettings:
+        data = dict(self.mapping(value, "nsx"))
+        self.only(
+            data,
+            "nsx",
+            {
+                "host",
+                "username",
+                "password",
+                "password_file",
+                "auth",
+                "client_cert_file",
+                "client_key_file",
+                "ca_file",
+                "insecure",
+                "routers",
+                "timeout",
+                "page_size",
+                "rate_limit",
+                "concurrency",
+                "max_attempts",
+            },
+        )
+        overrides = {
+            "NSXT_MANAGER_HOST": "host",
+            "NSXT_USERNAME": "username",
+            "NSXT_ALLOW_UNVERIFIED_SSL": "insecure",
+        }
+        for env, key in overrides.items():
+            if environ.get(env):
+                data[key] = environ[env]
+        if environ.get("NSXT_ROUTER_PATH"):
+            data["routers"] = [p for p in environ["NSXT_ROUTER_PATH"].split(",") if p.strip()]
+        if environ.get("NSXT_REMOTE_AUTH", "").strip().lower() in _TRUE:
+            data["auth"] = "remote"
+        if data.get("host") is None:
+            raise self.fail("nsx.host", "missing (set it in the file or NSXT_MANAGER_HOST)")
+        try:
+            base_url = normalise_host(self.string(data["host"], "nsx.host"))
+        except ValueError as exc:
+            raise self.fail("nsx.host", str(exc)) from exc
+        auth = self.string(data.get("auth", "session"), "nsx.auth")
+        if auth not in {"session", "basic", "certificate", "remote"}:
+            raise self.fail("nsx.auth", "expected session, basic, certificate or remote")
+        username = self.optional_string(data.get("username"), "nsx.username")
+        password = self._password(data, environ)
+        cert = self.optional_path(data.get("client_cert_file"), "nsx.client_cert_file")
+        cert_key = self.optional_path(data.get("client_key_file"), "nsx.client_key_file")
+        if auth == "certificate":
+            if cert is None or cert_key is None:
+                raise self.fail("nsx.client_cert_file", "auth: certificate needs a cert and a key")
+            for name, file in (("client_cert_file", cert), ("client_key_file", cert_key)):
+                if not file.is_file():
+                    raise self.fail(f"nsx.{name}", f"{file} does not exist")
+        else:
+            if username is None:
+                raise self.fail("nsx.username", f"missing (auth: {auth} needs it)")
+            if password is None:
+                raise self.fail("nsx.password_file", f"missing (auth: {auth} needs a password)")
+        ca_file = self.optional_path(data.get("ca_file"), "nsx.ca_file")
+        if ca_file is not None and not ca_file.is_file():
+            raise self.fail("nsx.ca_file", f"{ca_file} does not exist")
+        routers = self.strings(data.get("routers"), "nsx.routers")
+        for i, router in enumerate(routers):
+            if not router.startswith("/") or "/tier-1s/" not in router:
+                raise self.fail(f"nsx.routers[{i}]", f"{router!r} is not a Tier-1 policy path")
+        return NsxSettings(
+            base_url=base_url,
+            username=username,
+            password=password,
+            auth=auth,
+            client_cert_file=cert,
+            client_key_file=cert_key,
+            ca_file=ca_file,
+            insecure=self.boolean(data.get("insecure", False), "nsx.insecure"),
+            routers=tuple(r.rstrip("/") for r in routers),
+            timeout=self.number(data.get("timeout", 30), "nsx.timeout", 1, 600),
+            page_size=int(self.number(data.get("page_size", 1000), "nsx.page_size", 1, 1000)),
+            rate_limit=self.number(data.get("rate_limit", 90), "nsx.rate_limit", 1, 10000),
+            concurrency=int(self.number(data.get("concurrency", 8), "nsx.concurrency", 1, 39)),
+            max_attempts=int(self.number(data.get("max_attempts", 6), "nsx.max_attempts", 1, 20)),
+        )
+
+    def _password(self, data: dict[str, Any], environ: Mapping[str, str]) -> Secret | None:
+        if environ.get("NSXT_PASSWORD"):
+            return Secret(environ["NSXT_PASSWORD"])
+        if data.get("password_file") is not None:
+            file = self.path(data["password_file"], "nsx.password_file")
+            try:
+                text = file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise self.fail("nsx.password_file", f"cannot read {file}") from exc
+            if not text:
+                raise self.fail("nsx.password_file", f"{file} is empty")
+            return Secret(text)
+        if data.get("password") is not None:
+            if not isinstance(data["password"], str) or not data["password"]:
+                raise self.fail("nsx.password", "expected a non-empty string")
+            self.warnings.append(
+                "nsx.password is written in the configuration file; "
+                "prefer nsx.password_file or NSXT_PASSWORD"
+            )
+            return Secret(data["password"])
+        return None
+
+    def cluster(self, value: object, key: str) -> ClusterConfig:
+        data = self.mapping(value, key)
+        self.only(data, key, {"name", "kubeconfig", "context", "pod_cidrs"})
+        name = self.string(data.get("name"), f"{key}.name")
+        if data.get("kubeconfig") is None:
+            raise self.fail(f"{key}.kubeconfig", "missing")
+        raw = self.string(data["kubeconfig"], f"{key}.kubeconfig")
+        kubeconfig = None if raw == "in-cluster" else self.path(raw, f"{key}.kubeconfig")
+        return ClusterConfig(
+            name=name,
+            kubeconfig=kubeconfig,
+            context=self.optional_string(data.get("context"), f"{key}.context"),
+            pod_cidrs=self.cidrs(data.get("pod_cidrs"), f"{key}.pod_cidrs"),
+        )
+
+    def retired(self, value: object, key: str) -> RetiredCluster:
+        data = self.mapping(value, key)
+        self.only(data, key, {"name", "pod_cidrs"})
+        name = self.string(data.get("name"), f"{key}.name")
+        cidrs = self.cidrs(data.get("pod_cidrs"), f"{key}.pod_cidrs")
+        if not cidrs:
+            raise self.fail(f"{key}.pod_cidrs", "a retired cluster needs its pod CIDRs")
+        return RetiredCluster(name, cidrs)
+
+    def cluster_api(self, value: object) -> ClusterApiConfig:
+        data = self.mapping(value, "cluster_api")
+        self.only(data, "cluster_api", {"kubeconfig", "context", "namespaces"})
+        raw = self.string(data.get("kubeconfig", "in-cluster"), "cluster_api.kubeconfig")
+        return ClusterApiConfig(
+            kubeconfig=None if raw == "in-cluster" else self.path(raw, "cluster_api.kubeconfig"),
+            context=self.optional_string(data.get("context"), "cluster_api.context"),
+            namespaces=self.strings(data.get("namespaces"), "cluster_api.namespaces"),
+        )
+
+    def state(self, value: object) -> StateConfig:
+        data = self.mapping(value, "state")
+        self.only(data, "state", {"configmap", "file"})
+        configmap = self.optional_string(data.get("configmap"), "state.configmap")
+        if configmap is not None and configmap.count("/") != 1:
+            raise self.fail("state.configmap", "expected namespace/name")
+        return StateConfig(configmap, self.optional_path(data.get("file"), "state.file"))
+
+    def metrics(self, value: object, environ: Mapping[str, str]) -> MetricsConfig:
+        data = self.mapping(value, "metrics")
+        self.only(data, "metrics", {"pushgateway", "job"})
+        gateway = environ.get("NSX_ROUTE_GC_PUSHGATEWAY") or data.get("pushgateway")
+        return MetricsConfig(
+            pushgateway=self.optional_string(gateway, "metrics.pushgateway"),
+            job=self.string(data.get("job", "nsx-route-gc"), "metrics.job"),
+        )
+
+    def policy(self, value: object) -> Policy:
+        data = self.mapping(value, "policy")
+        self.only(
+            data,
+            "policy",
+            {
+                "min_age",
+                "cluster_gone_after",
+                "allow_overwrite",
+                "unattributed",
+                "max_deletes",
+                "max_delete_percent",
+                "protect",
+            },
+        )
+        durations = {}
+        for key in ("min_age", "cluster_gone_after"):
+            try:
+                durations[key] = parse_duration(data.get(key, "1h"))
+            except ValueError as exc:
+                raise self.fail(f"policy.{key}", str(exc)) from exc
+        unattributed = self.string(data.get("unattributed", "report"), "policy.unattributed")
+        if unattributed not in {"report", "delete"}:
+            raise self.fail("policy.unattributed", "expected report or delete")
+        protect = self.mapping(data.get("protect") or {}, "policy.protect")
+        self.only(protect, "policy.protect", {"tag_scopes", "route_ids", "networks"})
+        scopes = protect.get("tag_scopes", ["nsx-route-gc/keep"])
+        return Policy(
+            min_age=durations["min_age"],
+            cluster_gone_after=durations["cluster_gone_after"],
+            allow_overwrite=self.boolean(
+                data.get("allow_overwrite", False), "policy.allow_overwrite"
+            ),
+            unattributed=unattributed,
+            max_deletes=self.positive_int(
+                data.get("max_deletes", 100), "policy.max_deletes", zero=True
+            ),
+            max_delete_percent=self.number(
+                data.get("max_delete_percent", 50), "policy.max_delete_percent", 0, 100
+            ),
+            protect_tag_scopes=self.strings(scopes, "policy.protect.tag_scopes"),
+            protect_route_ids=self.strings(protect.get("route_ids"), "policy.protect.route_ids"),
+            protect_networks=self.cidrs(protect.get("networks"), "policy.protect.networks"),
+        )

@@ -1,0 +1,384 @@
+"""Judgement: what each route is and what is to be done with it. A pure function, no I/O.
+
+The rules are the product brief's, in its order: ownership, live node, no live node (owner by
+network or cluster tag), same network twice on one router, then actions and their holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from nsx_route_gc.models import (
+    CLUSTER_TAG_SCOPE,
+    DEFAULT_CCM_CLUSTER_NAME,
+    Action,
+    ClusterInventory,
+    ClusterStatus,
+    IPNetwork,
+    Node,
+    Plan,
+    Policy,
+    Route,
+    RouterListing,
+    RouteVerdict,
+    Verdict,
+    parse_managed_id,
+    parse_network,
+)
+
+FLAG_TAG_WITHOUT_ID = "managed-tag-without-ccm-id"
+FLAG_BAD_NETWORK = "invalid-network"
+SEVERITY_HIGH = "high"
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _net(text: str) -> IPNetwork | None:
+    # Cached: each network is looked at by several rules, and parsing dominates at scale.
+    try:
+        return parse_network(text)
+    except ValueError:
+        return None
+
+
+def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    cluster: ClusterInventory
+    node: Node
+
+
+class _Index:
+    """Dictionary lookups over the inventories, built once, so judging is linear in routes."""
+
+    def __init__(self, clusters: Sequence[ClusterInventory]) -> None:
+        self.clusters = clusters
+        self.by_uid: dict[str, _Owner] = {}
+        self.by_name: dict[str, ClusterInventory] = {c.name: c for c in clusters}
+        # Per address family, the exact /len networks of live nodes and the cluster CIDRs.
+        self.node_cidrs: dict[IPNetwork, ClusterInventory] = {}
+        # Cluster CIDRs keyed by (family, prefix length) then network: a route's owners are found
+        # by looking up its supernet at each known prefix length, not by scanning every CIDR.
+        self.cluster_cidrs: dict[tuple[int, int], dict[IPNetwork, list[ClusterInventory]]] = {}
+        for cluster in clusters:
+            if cluster.status in (ClusterStatus.OK, ClusterStatus.DELETING):
+                for node in cluster.nodes:
+                    self.by_uid[node.uid.lower()] = _Owner(cluster, node)
+                    for cidr in node.pod_cidrs:
+                        net = _net(cidr)
+                        if net is not None:
+                            self.node_cidrs.setdefault(net, cluster)
+            for cidr in cluster.pod_cidrs:
+                net = _net(cidr)
+                if net is not None:
+                    by_len = self.cluster_cidrs.setdefault((net.version, net.prefixlen), {})
+                    by_len.setdefault(net, []).append(cluster)
+        self.all_inventories_ok = all(
+            c.status is ClusterStatus.OK for c in clusters if c.status is not ClusterStatus.RETIRED
+        )
+
+    def owners_by_network(self, network: IPNetwork) -> list[ClusterInventory]:
+        found: dict[str, ClusterInventory] = {}
+        exact = self.node_cidrs.get(network)
+        if exact is not None:
+            found[exact.name] = exact
+        for (version, prefixlen), nets in self.cluster_cidrs.items():
+            if version != network.version or prefixlen > network.prefixlen:
+                continue
+            for cluster in nets.get(network.supernet(new_prefix=prefixlen), ()):
+                found.setdefault(cluster.name, cluster)
+        return list(found.values())
+
+
+def judge(
+    routers: Sequence[RouterListing],
+    clusters: Sequence[ClusterInventory],
+    policy: Policy,
+    now: datetime,
+) -> Plan:
+    """Judge every route of every router listed whole against the clusters' inventories."""
+    index = _Index(clusters)
+    verdicts: list[RouteVerdict] = []
+    limit_holds: list[tuple[str, str]] = []
+    for router in routers:
+        if not router.listed:
+            continue  # never judge a router from a partial list
+        judged = [_judge_route(route, index, policy) for route in router.routes]
+        judged = _apply_same_network_rule(judged, index)
+        judged = [_hold(v, policy, now) for v in judged]
+        judged, hold = _apply_router_limit(router.path, judged, policy)
+        if hold:
+            limit_holds.append((router.path, hold))
+        verdicts.extend(judged)
+    verdicts, run_hold = _apply_run_limit(verdicts, policy)
+    if run_hold:
+        limit_holds.append(("*", run_hold))
+    return Plan(tuple(routers), tuple(clusters), tuple(verdicts), tuple(limit_holds))
+
+
+def _judge_route(route: Route, index: _Index, policy: Policy) -> RouteVerdict:
+    network = _net(route.network)
+    cluster_tags = route.tag_values(CLUSTER_TAG_SCOPE)
+    parsed = parse_managed_id(route.id)
+    if network is None:
+        flag = FLAG_BAD_NETWORK if cluster_tags else None
+        return RouteVerdict(
+            route, Verdict.FOREIGN, f"invalid-network: {route.network!r}", flag=flag
+        )
+    if not cluster_tags:
+        return RouteVerdict(route, Verdict.FOREIGN, "not-managed: no cluster-name tag")
+    id_network = _net(parsed[1]) if parsed else None
+    if parsed is None or id_network != network:
+        return RouteVerdict(
+            route,
+            Verdict.FOREIGN,
+            "not-managed: cluster-name tag but id is not <node uid>_<network>",
+            flag=FLAG_TAG_WITHOUT_ID,
+        )
+    uid = parsed[0]
+    owner = index.by_uid.get(uid)
+    if owner is not None:
+        return _judge_live_node(route, network, owner)
+    return _judge_without_node(route, uid, network, cluster_tags, index, policy)
+
+
+def _judge_live_node(route: Route, network: IPNetwork, owner: _Owner) -> RouteVerdict:
+    node, cluster = owner.node, owner.cluster
+    node_nets = {_net(c) for c in node.pod_cidrs}
+    if network not in node_nets:
+        cidrs = ", ".join(node.pod_cidrs) or "none"
+        return RouteVerdict(
+            route,
+            Verdict.ORPHANED,
+            f"cidr-mismatch: node {node.name} has podCIDRs {cidrs}",
+            cluster=cluster.name,
+            node=node.name,
+        )
+    addresses = {_addr(a) for a in node.addresses} - {None}
+    hops = [_addr(h) for h in route.next_hops]
+    if hops and all(h in addresses for h in hops):
+        return RouteVerdict(route, Verdict.LIVE, "node-live", cluster=cluster.name, node=node.name)
+    known = ", ".join(node.addresses) or "none"
+    return RouteVerdict(
+        route,
+        Verdict.STALE_NEXT_HOP,
+        f"next-hop-mismatch: node {node.name} has addresses {known}",
+        cluster=cluster.name,
+        node=node.name,
+    )
+
+
+def _judge_without_node(
+    route: Route,
+    uid: str,
+    network: IPNetwork,
+    cluster_tags: Iterable[str],
+    index: _Index,
+    policy: Policy,
+) -> RouteVerdict:
+    owners = {c.name: c for c in index.owners_by_network(network)}
+    for tag in cluster_tags:
+        tagged = index.by_name.get(tag)
+        if tag != DEFAULT_CCM_CLUSTER_NAME and tagged is not None:
+            owners.setdefault(tagged.name, tagged)
+    checked = tuple(c.name for c in index.clusters)
+    if not owners:
+        if policy.unattributed == "delete" and index.all_inventories_ok:
+            return RouteVerdict(
+                route,
+                Verdict.ORPHANED,
+                "no-owner: no known cluster claims this network and the cluster list is complete",
+                checked_clusters=checked,
+            )
+        return RouteVerdict(
+            route,
+            Verdict.UNATTRIBUTED,
+            f"no-owner: no known cluster claims {route.network}",
+            checked_clusters=checked,
+        )
+    names = ",".join(sorted(owners))
+    by_status: dict[ClusterStatus, list[str]] = defaultdict(list)
+    for cluster in owners.values():
+        by_status[cluster.status].append(cluster.name)
+    # Any doubt about a possible owner keeps the route: failed or deleting owners win.
+    if by_status[ClusterStatus.FAILED]:
+        failed = ",".join(sorted(by_status[ClusterStatus.FAILED]))
+        return RouteVerdict(
+            route,
+            Verdict.UNVERIFIED,
+            f"inventory-failed: owner cluster {failed} could not be inventoried",
+            cluster=names,
+            checked_clusters=tuple(sorted(owners)),
+        )
+    if by_status[ClusterStatus.DELETING]:
+        deleting = ",".join(sorted(by_status[ClusterStatus.DELETING]))
+        return RouteVerdict(
+            route,
+            Verdict.UNVERIFIED,
+            f"cluster-deleting: owner cluster {deleting} is being deleted",
+            cluster=names,
+            checked_clusters=tuple(sorted(owners)),
+        )
+    if by_status[ClusterStatus.OK]:
+        live = ",".join(sorted(by_status[ClusterStatus.OK]))
+        return RouteVerdict(
+            route,
+            Verdict.ORPHANED,
+            f"node-gone: no node with uid {uid} in cluster {live}",
+            cluster=live,
+            checked_clusters=tuple(sorted(owners)),
+        )
+    retired = sorted(by_status[ClusterStatus.RETIRED])
+    evidence = "; ".join(e for e in (owners[n].evidence for n in retired) if e)
+    return RouteVerdict(
+        route,
+        Verdict.ORPHANED,
+        f"cluster-gone: cluster {','.join(retired)} is retired"
+        + (f" ({evidence})" if evidence else ""),
+        cluster=",".join(retired),
+        checked_clusters=tuple(sorted(owners)),
+    )
+
+
+def _apply_same_network_rule(judged: list[RouteVerdict], index: _Index) -> list[RouteVerdict]:
+    """Rule 4: a second route for a live network black-holes traffic; two live ones conflict."""
+    live_by_net: dict[IPNetwork, list[RouteVerdict]] = defaultdict(list)
+    for v in judged:
+        if v.verdict is Verdict.LIVE:
+            net = _net(v.route.network)
+            if net is not None:
+                live_by_net[net].append(v)
+    if not live_by_net:
+        return judged
+    out: list[RouteVerdict] = []
+    for v in judged:
+        net = _net(v.route.network)
+        lives = live_by_net.get(net) if net is not None else None
+        if not lives or v.verdict is Verdict.FOREIGN:
+            out.append(v)
+        elif v.verdict is Verdict.LIVE:
+            if len(lives) > 1:
+                others = ",".join(o.route.id for o in lives if o is not v)
+                out.append(
+                    replace(
+                        v,
+                        verdict=Verdict.CONFLICT,
+                        reason=f"conflict: network also carried by live route {others}",
+                        severity=SEVERITY_HIGH,
+                    )
+                )
+            else:
+                out.append(v)
+        else:
+            out.append(_shadowing(v, lives[0], index))
+    return out
+
+
+def _shadowing(v: RouteVerdict, live: RouteVerdict, index: _Index) -> RouteVerdict:
+    shadowed = replace(v, shadows=live.route.id, severity=SEVERITY_HIGH)
+    suffix = f"; shadows live route {live.route.id}"
+    if v.verdict is Verdict.ORPHANED:
+        return replace(shadowed, reason=f"{v.reason}{suffix}")
+    if v.verdict is Verdict.UNATTRIBUTED and index.all_inventories_ok:
+        return replace(
+            shadowed,
+            verdict=Verdict.ORPHANED,
+            reason=f"shadows-live-route: no known node owns it{suffix}",
+            cluster=live.cluster,
+        )
+    # Unverified and stale-next-hop routes keep their verdict: the doubt is not ours to settle.
+    return replace(shadowed, reason=f"{v.reason}{suffix}")
+
+
+def _hold(v: RouteVerdict, policy: Policy, now: datetime) -> RouteVerdict:
+    if v.verdict is not Verdict.ORPHANED:
+        return v
+    reason = _hold_reason(v.route, policy, now)
+    if reason:
+        return replace(v, action=Action.HELD, hold_reason=reason)
+    return replace(v, action=Action.DELETE)
+
+
+def _hold_reason(route: Route, policy: Policy, now: datetime) -> str | None:
+    for scope, tag in route.tags:
+        if scope in policy.protect_tag_scopes:
+            return f"protected-tag: {scope}={tag}"
+    if route.id in policy.protect_route_ids:
+        return "keep-list: route id"
+    net = _net(route.network)
+    for protected in policy.protect_networks:
+        pnet = _net(protected)
+        if (
+            net is not None
+            and pnet is not None
+            and pnet.version == net.version
+            and net.subnet_of(pnet)  # type: ignore[arg-type]  # versions checked just before
+        ):
+            return f"protected-network: {protected}"
+    if route.protection == "PROTECTED":
+        return "protected-by-nsx: _protection PROTECTED"
+    if route.protection == "REQUIRE_OVERRIDE" and not policy.allow_overwrite:
+        return "protected-by-principal: REQUIRE_OVERRIDE and policy.allow_overwrite is false"
+    if route.create_time_ms is None:
+        return "grace-period: route has no _create_time"
+    age = now - datetime.fromtimestamp(route.create_time_ms / 1000, tz=now.tzinfo)
+    if age < policy.min_age:
+        return f"grace-period: created {_human(age)} ago, min_age {_human(policy.min_age)}"
+    return None
+
+
+def _apply_router_limit(
+    router: str, judged: list[RouteVerdict], policy: Policy
+) -> tuple[list[RouteVerdict], str | None]:
+    managed = sum(1 for v in judged if v.verdict is not Verdict.FOREIGN)
+    deleting = sum(1 for v in judged if v.action is Action.DELETE)
+    if not deleting or not managed:
+        return judged, None
+    percent = 100.0 * deleting / managed
+    if percent <= policy.max_delete_percent:
+        return judged, None
+    hold = (
+        f"max-delete-percent: {deleting} of {managed} managed routes on {router} "
+        f"({percent:.0f}%) > {policy.max_delete_percent:g}%"
+    )
+    return _hold_all(judged, hold), hold
+
+
+def _apply_run_limit(
+    verdicts: list[RouteVerdict], policy: Policy
+) -> tuple[list[RouteVerdict], str | None]:
+    deleting = sum(1 for v in verdicts if v.action is Action.DELETE)
+    if deleting <= policy.max_deletes:
+        return verdicts, None
+    hold = f"max-deletes: {deleting} deletions > max_deletes {policy.max_deletes}"
+    return _hold_all(verdicts, hold), hold
+
+
+def _hold_all(verdicts: list[RouteVerdict], hold: str) -> list[RouteVerdict]:
+    return [
+        replace(v, action=Action.HELD, hold_reason=hold) if v.action is Action.DELETE else v
+        for v in verdicts
+    ]
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 0:
+        return f"-{_human(-delta)}"
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"

@@ -1,0 +1,187 @@
+"""The domain: routes, nodes, clusters, policy and verdicts. Frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+CLUSTER_TAG_SCOPE = "vsphere.k8s.io/cluster-name"
+NODE_TAG_SCOPE = "vsphere.k8s.io/node-name"
+# TKG leaves the CCM's --cluster-name at its default, so this tag value tells clusters apart
+# only when somebody changed it.
+DEFAULT_CCM_CLUSTER_NAME = "kubernetes"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class Verdict(StrEnum):
+    LIVE = "live"
+    ORPHANED = "orphaned"
+    STALE_NEXT_HOP = "stale-next-hop"
+    CONFLICT = "conflict"
+    UNATTRIBUTED = "unattributed"
+    UNVERIFIED = "unverified"
+    FOREIGN = "foreign"
+
+
+class Action(StrEnum):
+    NONE = "none"
+    DELETE = "delete"
+    DELETED = "deleted"
+    DELETE_FAILED = "delete-failed"
+    HELD = "held"
+    RESTORED = "restored"
+
+
+class ClusterStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    RETIRED = "retired"
+    DELETING = "deleting"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One static route as listed from NSX, reduced to what judgement needs.
+
+    ``raw`` keeps the original NSX object as compact JSON text: a string costs a fraction of
+    the memory of the parsed dict, and the report and restore need it byte for byte.
+    """
+
+    router_path: str
+    id: str
+    path: str
+    network: str
+    next_hops: tuple[str, ...]
+    tags: tuple[tuple[str, str], ...]
+    create_time_ms: int | None = None
+    revision: int | None = None
+    protection: str | None = None
+    display_name: str | None = None
+    raw: str | None = field(default=None, repr=False, compare=False)
+
+    def tag_values(self, scope: str) -> tuple[str, ...]:
+        return tuple(tag for s, tag in self.tags if s == scope)
+
+    @property
+    def nsx_object(self) -> dict[str, object] | None:
+        if self.raw is None:
+            return None
+        loaded: dict[str, object] = json.loads(self.raw)
+        return loaded
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    uid: str
+    name: str
+    pod_cidrs: tuple[str, ...]
+    addresses: tuple[str, ...]
+    created: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInventory:
+    """What is known of one cluster: its nodes when inventoried, its pod CIDRs, its status.
+
+    ``status`` is ``ok`` only when the node list was read whole and was not empty.
+    """
+
+    name: str
+    source: str
+    status: ClusterStatus
+    nodes: tuple[Node, ...] = ()
+    pod_cidrs: tuple[str, ...] = ()
+    error: str | None = None
+    evidence: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouterListing:
+    """The routes of one router, or why they could not be listed whole."""
+
+    path: str
+    routes: tuple[Route, ...] = ()
+    error: str | None = None
+
+    @property
+    def listed(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    min_age: timedelta = timedelta(hours=1)
+    cluster_gone_after: timedelta = timedelta(hours=1)
+    allow_overwrite: bool = False
+    unattributed: str = "report"  # report | delete
+    max_deletes: int = 100
+    max_delete_percent: float = 50.0
+    protect_tag_scopes: tuple[str, ...] = ("nsx-route-gc/keep",)
+    protect_route_ids: tuple[str, ...] = ()
+    protect_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteVerdict:
+    """A route, what it is, and what is to be done with it, with the evidence."""
+
+    route: Route
+    verdict: Verdict
+    reason: str | None = None
+    cluster: str | None = None
+    node: str | None = None
+    action: Action = Action.NONE
+    hold_reason: str | None = None
+    shadows: str | None = None
+    severity: str | None = None
+    flag: str | None = None
+    checked_clusters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The outcome of judgement: a verdict for every route of every router listed whole."""
+
+    routers: tuple[RouterListing, ...]
+    clusters: tuple[ClusterInventory, ...]
+    verdicts: tuple[RouteVerdict, ...]
+    # Routers whose deletions a blast-radius limit held back, with the limit's explanation.
+    limit_holds: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def deletions(self) -> tuple[RouteVerdict, ...]:
+        return tuple(v for v in self.verdicts if v.action is Action.DELETE)
+
+
+def parse_network(text: str) -> IPNetwork:
+    """A CIDR as NSX or Kubernetes wrote it; host bits set are tolerated, as NSX does."""
+    return ipaddress.ip_network(text.strip(), strict=False)
+
+
+def parse_managed_id(route_id: str) -> tuple[str, str] | None:
+    """Split a CCM route id ``<node uid>_<cidr with / as _>`` into (uid, cidr), else None."""
+    uid, sep, rest = route_id.partition("_")
+    if not sep or not _UUID.match(uid):
+        return None
+    prefix, sep, length = rest.rpartition("_")
+    if not sep or not prefix or not length.isdigit():
+        return None
+    return uid.lower(), f"{prefix}/{length}"
+
+
+def plan_sha256(nsx_host: str, deletions: Iterable[tuple[str, str, int | None]]) -> str:
+    """Digest of a plan: the NSX host and each (router path, route id, revision) to delete."""
+    body = {
+        "nsx_host": nsx_host,
+        "deletions": sorted([router, rid, rev] for router, rid, rev in deletions),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

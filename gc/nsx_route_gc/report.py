@@ -1,0 +1,204 @@
+"""The report of a run: one JSON document (machine), rendered again as CSV (spreadsheet);
+Markdown (change ticket) and the terminal summary live in ``render``.
+
+Every route of every router listed whole is a row with the same fields, foreign ones too.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+import os
+import socket
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nsx_route_gc import __version__
+from nsx_route_gc.models import Action, Plan, RouteVerdict, Verdict, plan_sha256
+from nsx_route_gc.render import to_markdown
+
+SCHEMA_VERSION = 1
+
+ROW_FIELDS = (
+    "router_path",
+    "id",
+    "path",
+    "display_name",
+    "network",
+    "next_hops",
+    "tags",
+    "create_time",
+    "verdict",
+    "reason",
+    "cluster",
+    "node",
+    "checked_clusters",
+    "shadows",
+    "severity",
+    "flag",
+    "action",
+    "hold_reason",
+    "error",
+    "revision",
+    "protection",
+    "nsx_object",
+)
+
+
+def operator_name() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who ran what, when, against which manager: the report's header."""
+
+    mode: str
+    started_at: datetime
+    finished_at: datetime
+    nsx_host: str
+    config_source: str
+    operator: str = field(default_factory=operator_name)
+    run_id: str | None = None
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def iso_ms(epoch_ms: int | None) -> str | None:
+    if epoch_ms is None:
+        return None
+    return iso(datetime.fromtimestamp(epoch_ms / 1000, tz=UTC))
+
+
+def route_row(v: RouteVerdict, *, error: str | None = None) -> dict[str, Any]:
+    r = v.route
+    return {
+        "router_path": r.router_path,
+        "id": r.id,
+        "path": r.path,
+        "display_name": r.display_name,
+        "network": r.network,
+        "next_hops": list(r.next_hops),
+        "tags": [{"scope": s, "tag": t} for s, t in r.tags],
+        "create_time": iso_ms(r.create_time_ms),
+        "verdict": v.verdict.value,
+        "reason": v.reason,
+        "cluster": v.cluster,
+        "node": v.node,
+        "checked_clusters": list(v.checked_clusters),
+        "shadows": v.shadows,
+        "severity": v.severity,
+        "flag": v.flag,
+        "action": v.action.value,
+        "hold_reason": v.hold_reason,
+        "error": error,
+        "revision": r.revision,
+        "protection": r.protection,
+        "nsx_object": None if v.verdict is Verdict.FOREIGN else r.nsx_object,
+    }
+
+
+def deletion_key(row: dict[str, Any]) -> tuple[str, str, int | None]:
+    return (row["router_path"], row["id"], row["revision"])
+
+
+def build_report(
+    info: RunInfo,
+    plan: Plan,
+    *,
+    errors: Sequence[str] = (),
+    rows: Iterable[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The report document. ``rows`` overrides the plan's rows (apply fills in outcomes)."""
+    route_rows = list(rows) if rows is not None else [route_row(v) for v in plan.verdicts]
+    planned = [deletion_key(row) for row in route_rows if row["action"] == Action.DELETE.value]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "mode": info.mode,
+        "run_id": info.run_id,
+        "started_at": iso(info.started_at),
+        "finished_at": iso(info.finished_at),
+        "tool_version": __version__,
+        "operator": info.operator,
+        "config": info.config_source,
+        "nsx": {
+            "host": info.nsx_host,
+            "routers": [r.path for r in plan.routers],
+            "router_errors": [{"path": r.path, "error": r.error} for r in plan.routers if r.error],
+        },
+        "clusters": [
+            {
+                "name": c.name,
+                "source": c.source,
+                "status": c.status.value,
+                "nodes": len(c.nodes),
+                "pod_cidrs": list(c.pod_cidrs),
+                "error": c.error,
+                "evidence": c.evidence,
+            }
+            for c in plan.clusters
+        ],
+        "limit_holds": [{"router": r, "reason": why} for r, why in plan.limit_holds],
+        "errors": list(errors),
+        "routes": route_rows,
+        "summary": summarise(route_rows),
+        "plan_sha256": plan_sha256(info.nsx_host, planned),
+    }
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    verdicts = Counter(row["verdict"] for row in rows)
+    actions = Counter(row["action"] for row in rows)
+    return {
+        "verdicts": {v.value: verdicts.get(v.value, 0) for v in Verdict},
+        "actions": {a.value: actions.get(a.value, 0) for a in Action},
+    }
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=False) + "\n"
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    columns = [f for f in ROW_FIELDS if f != "nsx_object"]
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in report["routes"]:
+        flat = dict(row)
+        flat["next_hops"] = " ".join(row["next_hops"])
+        flat["tags"] = " ".join(f"{t['scope']}={t['tag']}" for t in row["tags"])
+        flat["checked_clusters"] = " ".join(row["checked_clusters"])
+        writer.writerow({k: ("" if flat.get(k) is None else flat[k]) for k in columns})
+    return out.getvalue()
+
+
+def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
+    """Write report.json, report.md and report.csv; each appears whole or not at all."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (
+        ("report.json", to_json(report)),
+        ("report.md", to_markdown(report)),
+        ("report.csv", to_csv(report)),
+    ):
+        target = directory / name
+        partial = directory / f".{name}.partial"
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+        written.append(target)
+    return written

@@ -1,0 +1,129 @@
+"""Orchestration of a scan: list routes, then inventory clusters, then judge.
+
+Routes are listed before nodes, so a route can never be newer than the node list that judges
+it: a node created after its route was listed is simply live, never missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from nsx_route_gc.config import ClusterConfig, Config
+from nsx_route_gc.errors import NsxError
+from nsx_route_gc.judge import judge
+from nsx_route_gc.models import (
+    ClusterInventory,
+    ClusterStatus,
+    Plan,
+    Route,
+    RouterListing,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class RouteSource(Protocol):
+    def list_routers(self) -> list[str]: ...
+
+    def list_routes(self, router_path: str) -> list[Route]: ...
+
+
+class ClusterSource(Protocol):
+    def inventory(self, clusters: Sequence[ClusterConfig]) -> list[ClusterInventory]: ...
+
+
+class ClusterDiscovery(Protocol):
+    """Extra clusters beyond the configured ones (Cluster API, remembered clusters)."""
+
+    def discover(self, configured: Sequence[ClusterInventory]) -> list[ClusterInventory]: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    plan: Plan
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def failures(self) -> list[str]:
+        """What makes the run partial: exit 1 even though a report was written."""
+        out = [f"router {r.path} not listed: {r.error}" for r in self.plan.routers if r.error]
+        out += [
+            f"cluster {c.name} not inventoried: {c.error}"
+            for c in self.plan.clusters
+            if c.status is ClusterStatus.FAILED
+        ]
+        out += [f"deletions held on {r}: {why}" for r, why in self.plan.limit_holds]
+        return out
+
+
+class Scanner:
+    def __init__(
+        self,
+        config: Config,
+        routes: RouteSource,
+        clusters: ClusterSource,
+        *,
+        discovery: ClusterDiscovery | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.routes = routes
+        self.clusters = clusters
+        self.discovery = discovery
+        self.clock = clock
+
+    def scan(self) -> ScanResult:
+        started = self.clock()
+        routers = self.routes.list_routers()
+        log.info("scan.started", routers=len(routers), clusters=len(self.config.clusters))
+        listings = self.list_routers(routers)
+        inventories = self.inventory()
+        now = self.clock()
+        plan = judge(listings, inventories, self.config.policy, now)
+        for held_router, why in plan.limit_holds:
+            log.warning("router.deletions_held", router=held_router, reason=why)
+        return ScanResult(plan, started, self.clock())
+
+    def list_routers(self, routers: Sequence[str]) -> list[RouterListing]:
+        def one(path: str) -> RouterListing:
+            try:
+                routes = self.routes.list_routes(path)
+            except NsxError as exc:
+                log.error("router.list_failed", router=path, error=str(exc))
+                return RouterListing(path, (), error=str(exc))
+            log.info("router.listed", router=path, routes=len(routes))
+            return RouterListing(path, tuple(routes))
+
+        workers = max(1, min(self.config.nsx.concurrency, len(routers)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router") as pool:
+            return list(pool.map(one, routers))
+
+    def inventory(self) -> list[ClusterInventory]:
+        configured = self.clusters.inventory(self.config.clusters)
+        found = self.discovery.discover(configured) if self.discovery else []
+        names = {c.name for c in configured}
+        merged = configured + [c for c in found if c.name not in names]
+        names |= {c.name for c in found}
+        retired = [
+            ClusterInventory(
+                name=r.name,
+                source="retired_clusters",
+                status=ClusterStatus.RETIRED,
+                pod_cidrs=r.pod_cidrs,
+                evidence="declared in retired_clusters",
+            )
+            for r in self.config.retired_clusters
+            if r.name not in names
+        ]
+        return merged + retired

@@ -1,0 +1,238 @@
+"""Configuration: the contract's keys, environment overrides, one-line errors naming the key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from nsx_route_gc.config import Secret, load_config, normalise_host, parse_duration
+from nsx_route_gc.errors import ConfigError
+
+CANARY = "canary-S3cr3t-pw"
+
+FULL = """
+nsx:
+  host: nsx.example.com
+  username: admin
+  password_file: pw
+  auth: session
+  ca_file: ca.pem
+  insecure: false
+  routers: [/infra/tier-1s/tanzu-cl1]
+clusters:
+  - name: cl2
+    kubeconfig: ~/.kube/cl2.yaml
+    context: cl2-admin@cl2
+    pod_cidrs: [172.16.144.0/21]
+retired_clusters:
+  - name: cl1
+    pod_cidrs: [172.16.136.0/21]
+cluster_api:
+  kubeconfig: in-cluster
+state:
+  configmap: nsx-route-gc/nsx-route-gc-state
+  file: state/clusters.json
+metrics:
+  pushgateway: http://pushgateway:9091
+policy:
+  min_age: 2h
+  cluster_gone_after: 30m
+  allow_overwrite: true
+  unattributed: delete
+  max_deletes: 7
+  max_delete_percent: 25
+  protect:
+    tag_scopes: [keep-me]
+    route_ids: [r1]
+    networks: [10.0.0.0/8]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "pw").write_text(CANARY + "\n")
+    (tmp_path / "ca.pem").write_text("not really a CA")
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_every_key_of_the_contract(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, FULL), {})
+    c = loaded.config
+    assert c.nsx.base_url == "https://nsx.example.com"
+    assert c.nsx.username == "admin"
+    assert c.nsx.password == Secret(CANARY)
+    assert c.nsx.ca_file == tmp_path / "ca.pem"
+    assert c.nsx.routers == ("/infra/tier-1s/tanzu-cl1",)
+    assert c.clusters[0].kubeconfig == Path.home() / ".kube/cl2.yaml"
+    assert c.clusters[0].context == "cl2-admin@cl2"
+    assert c.clusters[0].pod_cidrs == ("172.16.144.0/21",)
+    assert c.retired_clusters[0].name == "cl1"
+    assert c.cluster_api is not None
+    assert c.cluster_api.kubeconfig is None
+    assert c.state.configmap == "nsx-route-gc/nsx-route-gc-state"
+    assert c.state.file == tmp_path / "state/clusters.json"
+    assert c.metrics.pushgateway == "http://pushgateway:9091"
+    p = c.policy
+    assert p.min_age == timedelta(hours=2)
+    assert p.cluster_gone_after == timedelta(minutes=30)
+    assert p.allow_overwrite is True
+    assert p.unattributed == "delete"
+    assert (p.max_deletes, p.max_delete_percent) == (7, 25.0)
+    assert p.protect_tag_scopes == ("keep-me",)
+    assert p.protect_route_ids == ("r1",)
+    assert p.protect_networks == ("10.0.0.0/8",)
+    assert loaded.warnings == ()
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    env = {
+        "NSXT_MANAGER_HOST": "https://10.44.55.101:8443",
+        "NSXT_USERNAME": "ops",
+        "NSXT_PASSWORD": "from-env",
+        "NSXT_ALLOW_UNVERIFIED_SSL": "true",
+        "NSXT_ROUTER_PATH": "/infra/tier-1s/a,/infra/tier-1s/b",
+        "NSX_ROUTE_GC_PUSHGATEWAY": "http://gw:9091",
+    }
+    c = load_config(write(tmp_path, FULL), env).config
+    assert c.nsx.base_url == "https://10.44.55.101:8443"
+    assert c.nsx.host == "10.44.55.101:8443"
+    assert c.nsx.username == "ops"
+    assert c.nsx.password == Secret("from-env")
+    assert c.nsx.insecure is True
+    assert c.nsx.routers == ("/infra/tier-1s/a", "/infra/tier-1s/b")
+    assert c.metrics.pushgateway == "http://gw:9091"
+
+
+def test_plain_password_works_but_warns(tmp_path: Path) -> None:
+    text = f"nsx: {{host: h, username: u, password: {CANARY}}}\n"
+    loaded = load_config(write(tmp_path, text), {})
+    assert loaded.config.nsx.password == Secret(CANARY)
+    assert any("password_file" in w for w in loaded.warnings)
+    assert CANARY not in repr(loaded.config)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, "nsx: {host: h, username: u, password_file: pw}\n"), {}).config
+    assert c.nsx.auth == "session"
+    assert c.nsx.routers == ()
+    assert c.policy.min_age == timedelta(hours=1)
+    assert c.policy.max_deletes == 100
+    assert c.policy.max_delete_percent == 50
+    assert c.policy.protect_tag_scopes == ("nsx-route-gc/keep",)
+    assert c.policy.unattributed == "report"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("nsx: [1]\n", "nsx: expected a mapping"),
+        ("nsx: {username: u, password_file: pw}\n", "nsx.host: missing"),
+        (
+            "nsx: {host: 'http://h', username: u, password_file: pw}\n",
+            "nsx.host: NSX is reached over https",
+        ),
+        ("nsx: {host: h, password_file: pw}\n", "nsx.username: missing"),
+        ("nsx: {host: h, username: u}\n", "nsx.password_file: missing"),
+        ("nsx: {host: h, username: u, password_file: nope}\n", "nsx.password_file: cannot read"),
+        ("nsx: {host: h, username: u, password_file: pw, auth: kerberos}\n", "nsx.auth: expected"),
+        ("nsx: {host: h, auth: certificate}\n", "nsx.client_cert_file"),
+        ("nsx: {host: h, username: u, password_file: pw, ca_file: missing.pem}\n", "nsx.ca_file"),
+        ("nsx: {host: h, username: u, password_file: pw, routers: [tier-1]}\n", "nsx.routers[0]"),
+        ("nsx: {host: h, username: u, password_file: pw, hots: x}\n", "nsx.hots: unknown key"),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\nclusters: [{name: a}]\n",
+            "clusters[0].kubeconfig",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\n"
+            "clusters: [{name: a, kubeconfig: k, pod_cidrs: [10.0.0.0/33]}]\n",
+            "clusters[0].pod_cidrs[0]: '10.0.0.0/33' is not a CIDR",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\n"
+            "clusters: [{name: a, kubeconfig: k}, {name: a, kubeconfig: k}]\n",
+            "clusters: cluster 'a' is listed twice",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\nretired_clusters: [{name: a}]\n",
+            "retired_clusters[0].pod_cidrs",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\npolicy: {min_age: soon}\n",
+            "policy.min_age",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\npolicy: {max_deletes: -1}\n",
+            "policy.max_deletes",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\npolicy: {max_delete_percent: 150}\n",
+            "policy.max_delete_percent",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\npolicy: {unattributed: yes}\n",
+            "policy.unattributed",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\npolicy: {max_delets: 1}\n",
+            "policy.max_delets: unknown key",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw}\nstate: {configmap: justname}\n",
+            "state.configmap",
+        ),
+        ("nsx: {host: h\n", "not valid YAML (line"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_key(tmp_path: Path, text: str, names: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), {})
+    message = str(err.value)
+    assert names in message
+    assert "\n" not in message
+    assert str(tmp_path / "config.yaml") in message
+    assert CANARY not in message
+
+
+def test_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read configuration"):
+        load_config(tmp_path / "nope.yaml", {})
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("nsx.example.com", "https://nsx.example.com"),
+        ("nsx.example.com:8443", "https://nsx.example.com:8443"),
+        ("https://nsx.example.com:8443/", "https://nsx.example.com:8443"),
+        ("10.44.55.101", "https://10.44.55.101"),
+        ("[fd00::1]:443", "https://[fd00::1]:443"),
+    ],
+)
+def test_host_forms(given: str, expected: str) -> None:
+    assert normalise_host(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "h:0", "h:99999", "https://h/path", "user@h"])
+def test_bad_hosts(bad: str) -> None:
+    with pytest.raises(ValueError, match="."):
+        normalise_host(bad)
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800), (45, 45), ("0", 0)],
+)
+def test_durations(given: object, seconds: int) -> None:
+    assert parse_duration(given) == timedelta(seconds=seconds)
+
+
+def test_secret_never_shows_itself() -> None:
+    s = Secret(CANARY)
+    assert CANARY not in repr(s)
+    assert CANARY not in str(s)
+    assert CANARY not in f"{s}"
+    assert s.reveal() == CANARY

@@ -1,0 +1,468 @@
+"""Judgement, one plain case per rule of the brief."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from nsx_route_gc.judge import judge
+from nsx_route_gc.models import (
+    CLUSTER_TAG_SCOPE,
+    NODE_TAG_SCOPE,
+    Action,
+    ClusterInventory,
+    ClusterStatus,
+    Node,
+    Policy,
+    Route,
+    RouterListing,
+    Verdict,
+    parse_managed_id,
+    plan_sha256,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+OLD_MS = int((NOW - timedelta(days=30)).timestamp() * 1000)
+T1 = "/infra/tier-1s/tanzu-cl1"
+
+UID_A = "a57a555e-e4eb-49ad-af74-e11a7d7a8ad8"
+UID_B = "1455b87f-8fbe-4cfd-b43c-fdfb822acfc7"
+UID_C = "0c1b2a3d-0000-4000-8000-000000000003"
+
+
+def route(
+    uid: str = UID_A,
+    network: str = "172.16.144.0/24",
+    hop: str = "172.16.128.10",
+    *,
+    cluster_tag: str | None = "kubernetes",
+    rid: str | None = None,
+    created_ms: int | None = OLD_MS,
+    protection: str = "NOT_PROTECTED",
+    extra_tags: tuple[tuple[str, str], ...] = (),
+    router: str = T1,
+) -> Route:
+    rid = rid or f"{uid}_{network.replace('/', '_')}"
+    tags: tuple[tuple[str, str], ...] = extra_tags
+    if cluster_tag is not None:
+        tags = ((CLUSTER_TAG_SCOPE, cluster_tag), (NODE_TAG_SCOPE, "n"), *tags)
+    return Route(
+        router_path=router,
+        id=rid,
+        path=f"{router}/static-routes/{rid}",
+        network=network,
+        next_hops=(hop,),
+        tags=tags,
+        create_time_ms=created_ms,
+        revision=0,
+        protection=protection,
+    )
+
+
+def node(uid: str = UID_A, cidr: str = "172.16.144.0/24", ip: str = "172.16.128.10") -> Node:
+    return Node(uid=uid, name=f"node-{uid[:4]}", pod_cidrs=(cidr,), addresses=(ip,))
+
+
+def cluster(
+    name: str = "cl2",
+    *nodes: Node,
+    status: ClusterStatus = ClusterStatus.OK,
+    cidrs: tuple[str, ...] = ("172.16.144.0/21",),
+) -> ClusterInventory:
+    return ClusterInventory(name, "config", status, tuple(nodes), cidrs)
+
+
+def retired(name: str = "cl1", cidrs: tuple[str, ...] = ("172.16.136.0/21",)) -> ClusterInventory:
+    return ClusterInventory(name, "retired", ClusterStatus.RETIRED, (), cidrs)
+
+
+@dataclass
+class Case:
+    name: str
+    routes: list[Route]
+    clusters: list[ClusterInventory]
+    verdict: Verdict
+    reason: str | None = None
+    action: Action = Action.NONE
+    policy: Policy = field(default_factory=Policy)
+    hold: str | None = None
+    flag: str | None = None
+
+
+LIVE_CL2 = cluster("cl2", node())
+CASES = [
+    # Rule 1: ownership.
+    Case("no cluster tag is foreign", [route(cluster_tag=None)], [LIVE_CL2], Verdict.FOREIGN),
+    Case(
+        "tag without the CCM id shape is foreign and flagged",
+        [route(rid="manual-route")],
+        [LIVE_CL2],
+        Verdict.FOREIGN,
+        flag="managed-tag-without-ccm-id",
+    ),
+    Case(
+        "id cidr differing from network is foreign",
+        [route(rid=f"{UID_A}_10.0.0.0_24")],
+        [LIVE_CL2],
+        Verdict.FOREIGN,
+        flag="managed-tag-without-ccm-id",
+    ),
+    Case(
+        "an invalid network is foreign, never judged",
+        [route(network="not-a-cidr", rid=f"{UID_A}_x_24")],
+        [LIVE_CL2],
+        Verdict.FOREIGN,
+        flag="invalid-network",
+    ),
+    # Rule 2: a live node.
+    Case("node, cidr and next hop match: live", [route()], [LIVE_CL2], Verdict.LIVE, "node-live"),
+    Case(
+        "next hop no longer the node's address: stale-next-hop",
+        [route(hop="172.16.128.99")],
+        [LIVE_CL2],
+        Verdict.STALE_NEXT_HOP,
+        "next-hop-mismatch",
+    ),
+    Case(
+        "network not the node's podCIDR: orphaned cidr-mismatch",
+        [route(network="172.16.145.0/24")],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "cidr-mismatch",
+        Action.DELETE,
+        policy=Policy(max_delete_percent=100),
+    ),
+    # Rule 3: no live node.
+    Case(
+        "owner inventory failed: unverified",
+        [route(uid=UID_B)],
+        [cluster("cl2", status=ClusterStatus.FAILED)],
+        Verdict.UNVERIFIED,
+        "inventory-failed",
+    ),
+    Case(
+        "owner found by cluster tag (not 'kubernetes') and failed: unverified",
+        [route(uid=UID_B, network="10.9.0.0/24", cluster_tag="cl9")],
+        [LIVE_CL2, cluster("cl9", status=ClusterStatus.FAILED, cidrs=())],
+        Verdict.UNVERIFIED,
+        "inventory-failed",
+    ),
+    Case(
+        "owner being deleted: unverified",
+        [route(uid=UID_B)],
+        [cluster("cl2", node(UID_C, "172.16.145.0/24"), status=ClusterStatus.DELETING)],
+        Verdict.UNVERIFIED,
+        "cluster-deleting",
+    ),
+    Case(
+        "owner inventoried, node gone: orphaned node-gone",
+        [route(uid=UID_B, network="172.16.146.0/24"), route()],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.DELETE,
+    ),
+    Case(
+        "owner retired: orphaned cluster-gone",
+        [route(uid=UID_B, network="172.16.138.0/24"), route()],
+        [LIVE_CL2, retired()],
+        Verdict.ORPHANED,
+        "cluster-gone",
+        Action.DELETE,
+    ),
+    Case(
+        "no owner: unattributed",
+        [route(uid=UID_B, network="172.16.138.0/24"), route()],
+        [LIVE_CL2],
+        Verdict.UNATTRIBUTED,
+        "no-owner",
+    ),
+    Case(
+        "no owner, list declared complete and every inventory ok: orphaned no-owner",
+        [route(uid=UID_B, network="172.16.138.0/24"), route()],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "no-owner",
+        Action.DELETE,
+        policy=Policy(unattributed="delete"),
+    ),
+    Case(
+        "no owner, list declared complete but an inventory failed: unattributed",
+        [route(uid=UID_B, network="172.16.138.0/24"), route()],
+        [LIVE_CL2, cluster("cl3", status=ClusterStatus.FAILED, cidrs=("10.0.0.0/16",))],
+        Verdict.UNATTRIBUTED,
+        "no-owner",
+        policy=Policy(unattributed="delete"),
+    ),
+    # Rule 4: same network twice on one router.
+    Case(
+        "orphan sharing a live route's network shadows it",
+        [route(uid=UID_B), route()],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.DELETE,
+    ),
+    # Rule 5: holds.
+    Case(
+        "younger than min_age: held",
+        [
+            route(
+                uid=UID_B,
+                network="172.16.146.0/24",
+                created_ms=int(NOW.timestamp() * 1000) - 60_000,
+            ),
+            route(),
+        ],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.HELD,
+        hold="grace-period",
+    ),
+    Case(
+        "protection tag: held",
+        [
+            route(uid=UID_B, network="172.16.146.0/24", extra_tags=(("nsx-route-gc/keep", "x"),)),
+            route(),
+        ],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.HELD,
+        hold="protected-tag",
+    ),
+    Case(
+        "keep-list id: held",
+        [route(uid=UID_B, network="172.16.146.0/24"), route()],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.HELD,
+        policy=Policy(protect_route_ids=(f"{UID_B}_172.16.146.0_24",)),
+        hold="keep-list",
+    ),
+    Case(
+        "protected network: held",
+        [route(uid=UID_B, network="172.16.146.0/24"), route()],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.HELD,
+        policy=Policy(protect_networks=("172.16.146.0/23",)),
+        hold="protected-network",
+    ),
+    Case(
+        "REQUIRE_OVERRIDE without allow_overwrite: held",
+        [route(uid=UID_B, network="172.16.146.0/24", protection="REQUIRE_OVERRIDE"), route()],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.HELD,
+        hold="protected-by-principal",
+    ),
+    Case(
+        "REQUIRE_OVERRIDE with allow_overwrite: deleted",
+        [route(uid=UID_B, network="172.16.146.0/24", protection="REQUIRE_OVERRIDE"), route()],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.DELETE,
+        policy=Policy(allow_overwrite=True),
+    ),
+    Case(
+        "more than max_delete_percent of a router's managed routes: held",
+        [
+            route(uid=UID_B, network="172.16.146.0/24"),
+            route(uid=UID_C, network="172.16.147.0/24"),
+            route(),
+        ],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.HELD,
+        hold="max-delete-percent",
+    ),
+    Case(
+        "more than max_deletes in the run: held",
+        [route(uid=UID_B, network="172.16.146.0/24"), route()],
+        [LIVE_CL2],
+        Verdict.ORPHANED,
+        "node-gone",
+        Action.HELD,
+        policy=Policy(max_deletes=0),
+        hold="max-deletes",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_rule(case: Case) -> None:
+    plan = judge([RouterListing(T1, tuple(case.routes))], case.clusters, case.policy, NOW)
+    first = plan.verdicts[0]
+    assert first.verdict is case.verdict, first.reason
+    if case.reason:
+        assert first.reason is not None
+        assert first.reason.startswith(case.reason), first.reason
+    assert first.action is case.action
+    if case.hold:
+        assert first.hold_reason is not None
+        assert first.hold_reason.startswith(case.hold), first.hold_reason
+    else:
+        assert first.hold_reason is None
+    assert first.flag == case.flag
+
+
+def test_shadowing_route_names_the_live_route_and_is_high_severity() -> None:
+    orphan, live = route(uid=UID_B), route()
+    plan = judge([RouterListing(T1, (orphan, live))], [LIVE_CL2], Policy(), NOW)
+    v = plan.verdicts[0]
+    assert v.shadows == live.id
+    assert v.severity == "high"
+    assert v.reason is not None
+    assert live.id in v.reason
+    assert plan.verdicts[1].verdict is Verdict.LIVE
+
+
+def test_unattributed_route_shadowing_a_live_one_becomes_orphaned_when_inventories_ok() -> None:
+    stray = route(uid=UID_B, network="172.16.144.0/24", hop="10.1.1.1")
+    plan = judge(
+        [RouterListing(T1, (stray, route()))],
+        [cluster("cl2", node(), cidrs=())],
+        Policy(max_delete_percent=100),
+        NOW,
+    )
+    # Found by the node's exact podCIDR, the owner inventoried fine: node-gone and shadows.
+    assert plan.verdicts[0].verdict is Verdict.ORPHANED
+    assert plan.verdicts[0].shadows == route().id
+
+
+def test_two_live_routes_for_one_network_conflict_and_are_never_deleted() -> None:
+    other = node(UID_B, "172.16.144.0/24", "172.16.129.5")
+    routes = (route(), route(uid=UID_B, hop="172.16.129.5"))
+    plan = judge(
+        [RouterListing(T1, routes)],
+        [LIVE_CL2, cluster("cl3", other, cidrs=("172.16.144.0/22",))],
+        Policy(),
+        NOW,
+    )
+    assert [v.verdict for v in plan.verdicts] == [Verdict.CONFLICT, Verdict.CONFLICT]
+    assert all(v.action is Action.NONE for v in plan.verdicts)
+    assert plan.verdicts[0].reason is not None
+    assert routes[1].id in plan.verdicts[0].reason
+
+
+def test_unlisted_router_is_not_judged() -> None:
+    plan = judge(
+        [
+            RouterListing(T1, (route(uid=UID_B),), error="500 on page 2"),
+            RouterListing("/infra/tier-1s/b"),
+        ],
+        [LIVE_CL2],
+        Policy(),
+        NOW,
+    )
+    assert plan.verdicts == ()
+
+
+def test_router_limit_holds_everything_on_that_router_only() -> None:
+    other = "/infra/tier-1s/other"
+    routes_a = (
+        route(uid=UID_B, network="172.16.146.0/24"),
+        route(uid=UID_C, network="172.16.147.0/24"),
+        route(),
+    )
+    routes_b = (
+        route(uid=UID_B, network="172.16.146.0/24", router=other),
+        route(router=other),
+    )
+    plan = judge(
+        [RouterListing(T1, routes_a), RouterListing(other, routes_b)],
+        [LIVE_CL2],
+        Policy(),
+        NOW,
+    )
+    on_a = [v.action for v in plan.verdicts if v.route.router_path == T1]
+    on_b = [v.action for v in plan.verdicts if v.route.router_path == other]
+    assert on_a == [Action.HELD, Action.HELD, Action.NONE]
+    assert on_b == [Action.DELETE, Action.NONE]
+    assert [r for r, _ in plan.limit_holds] == [T1]
+
+
+def test_seed_setup_retired_or_not() -> None:
+    """The article: cl1 deleted and cl2 live on one shared Tier-1."""
+    cl2_nodes = [
+        node(
+            f"00000000-0000-4000-8000-00000000000{i}",
+            f"172.16.14{4 + i}.0/24",
+            f"172.16.128.{20 + i}",
+        )
+        for i in range(3)
+    ]
+    cl1_routes = [
+        route(
+            f"11111111-0000-4000-8000-00000000000{i}",
+            f"172.16.13{6 + i}.0/24",
+            f"172.16.128.{30 + i}",
+        )
+        for i in range(3)
+    ]
+    cl2_routes = [route(n.uid, n.pod_cidrs[0], n.addresses[0]) for n in cl2_nodes]
+    default = route(cluster_tag=None, rid="default", network="0.0.0.0/0", hop="172.16.128.1")
+    listing = RouterListing(T1, (*cl1_routes, *cl2_routes, default))
+    live = cluster("cl2", *cl2_nodes)
+
+    with_retired = judge([listing], [live, retired()], Policy(), NOW)
+    verdicts = [v.verdict for v in with_retired.verdicts]
+    assert verdicts == [Verdict.ORPHANED] * 3 + [Verdict.LIVE] * 3 + [Verdict.FOREIGN]
+    assert [v.action for v in with_retired.deletions] == [Action.DELETE] * 3
+    assert all(v.reason and v.reason.startswith("cluster-gone") for v in with_retired.deletions)
+
+    without = judge([listing], [live], Policy(), NOW)
+    assert [v.verdict for v in without.verdicts][:3] == [Verdict.UNATTRIBUTED] * 3
+    assert without.deletions == ()
+    assert without.verdicts[0].checked_clusters == ("cl2",)
+
+
+def test_ipv6_routes_parse_and_judge() -> None:
+    uid = UID_A
+    v6 = "fd00:10:244:1::/64"
+    r = route(uid, v6, "fd00::10", rid=f"{uid}_fd00:10:244:1::_64")
+    n = Node(uid, "n6", ("172.16.144.0/24", v6), ("172.16.128.10", "fd00::10"))
+    plan = judge(
+        [RouterListing(T1, (r,))], [cluster("cl2", n, cidrs=("fd00:10:244::/56",))], Policy(), NOW
+    )
+    assert plan.verdicts[0].verdict is Verdict.LIVE
+    gone = route(UID_B, "fd00:10:244:2::/64", "fd00::11", rid=f"{UID_B}_fd00:10:244:2::_64")
+    plan = judge(
+        [RouterListing(T1, (gone, r))],
+        [cluster("cl2", n, cidrs=("fd00:10:244::/56",))],
+        Policy(),
+        NOW,
+    )
+    assert plan.verdicts[0].reason is not None
+    assert plan.verdicts[0].reason.startswith("node-gone")
+
+
+@pytest.mark.parametrize(
+    ("rid", "expected"),
+    [
+        (f"{UID_A}_172.16.138.0_24", (UID_A, "172.16.138.0/24")),
+        (f"{UID_A.upper()}_10.0.0.0_8", (UID_A, "10.0.0.0/8")),
+        (f"{UID_A}_fd00::_64", (UID_A, "fd00::/64")),
+        ("not-a-uuid_10.0.0.0_8", None),
+        (f"{UID_A}_10.0.0.0", None),
+        (f"{UID_A}", None),
+    ],
+)
+def test_parse_managed_id(rid: str, expected: tuple[str, str] | None) -> None:
+    assert parse_managed_id(rid) == expected
+
+
+def test_plan_digest_depends_on_host_and_revisions_not_order() -> None:
+    a = [("/r", "x", 1), ("/r", "y", 2)]
+    assert plan_sha256("h", a) == plan_sha256("h", list(reversed(a)))
+    assert plan_sha256("h", a) != plan_sha256("other", a)
+    assert plan_sha256("h", a) != plan_sha256("h", [("/r", "x", 2), ("/r", "y", 2)])
