@@ -1,0 +1,113 @@
+"""Report documents: every row has every field, counts add up, files are written whole."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from factories import NOW, T1, ccm_route, foreign_route, node
+from nsx_route_gc.judge import judge
+from nsx_route_gc.models import (
+    ClusterInventory,
+    ClusterStatus,
+    Plan,
+    Policy,
+    RouterListing,
+    plan_sha256,
+)
+from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report, to_csv, write_reports
+
+UID1 = "11111111-0000-4000-8000-000000000001"
+UID2 = "22222222-0000-4000-8000-000000000002"
+
+
+def seed_plan() -> Plan:
+    routers = [
+        RouterListing(
+            T1,
+            (
+                ccm_route(UID1, "172.16.136.0/24", "172.16.128.63"),
+                ccm_route(UID2, "172.16.144.0/24", "172.16.128.20"),
+                foreign_route(),
+            ),
+        ),
+        RouterListing("/infra/tier-1s/broken", error="NSX GET ... failed: 500"),
+    ]
+    clusters = [
+        ClusterInventory(
+            "cl2",
+            "config",
+            ClusterStatus.OK,
+            (node(UID2, "172.16.144.0/24", "172.16.128.20"),),
+            ("172.16.144.0/21",),
+        ),
+        ClusterInventory(
+            "cl1",
+            "retired_clusters",
+            ClusterStatus.RETIRED,
+            (),
+            ("172.16.136.0/21",),
+            evidence="declared",
+        ),
+    ]
+    return judge(routers, clusters, Policy(), NOW)
+
+
+def report() -> dict[str, object]:
+    info = RunInfo(
+        "scan", NOW, NOW, "nsx.example.com", "config.yaml", operator="op@host", run_id="r1"
+    )
+    return build_report(info, seed_plan(), errors=["router /infra/tier-1s/broken not listed"])
+
+
+def test_every_row_has_every_field_and_foreign_rows_have_no_body() -> None:
+    doc = report()
+    rows = doc["routes"]
+    assert isinstance(rows, list)
+    assert len(rows) == 3
+    for row in rows:
+        assert tuple(row) == ROW_FIELDS
+    by_verdict = {row["verdict"]: row for row in rows}
+    assert by_verdict["foreign"]["nsx_object"] is None
+    orphan = by_verdict["orphaned"]
+    assert orphan["nsx_object"]["id"] == orphan["id"]
+    assert orphan["action"] == "delete"
+    assert orphan["reason"].startswith("cluster-gone")
+    assert orphan["create_time"] == "2026-10-26T12:00:00Z"
+    assert orphan["tags"][0] == {"scope": "vsphere.k8s.io/cluster-name", "tag": "kubernetes"}
+
+
+def test_header_summary_and_digest() -> None:
+    doc = report()
+    assert doc["schema_version"] == 1
+    assert doc["mode"] == "scan"
+    assert doc["nsx"] == {
+        "host": "nsx.example.com",
+        "routers": [T1, "/infra/tier-1s/broken"],
+        "router_errors": [{"path": "/infra/tier-1s/broken", "error": "NSX GET ... failed: 500"}],
+    }
+    assert [c["status"] for c in doc["clusters"]] == ["ok", "retired"]
+    summary = doc["summary"]
+    assert summary["verdicts"]["orphaned"] == 1
+    assert summary["verdicts"]["live"] == 1
+    assert summary["actions"]["delete"] == 1
+    assert sum(summary["verdicts"].values()) == 3
+    orphan_id = f"{UID1}_172.16.136.0_24"
+    assert doc["plan_sha256"] == plan_sha256("nsx.example.com", [(T1, orphan_id, 0)])
+
+
+def test_csv_has_a_row_per_route_without_bodies() -> None:
+    rows = list(csv.DictReader(io.StringIO(to_csv(report()))))
+    assert len(rows) == 3
+    assert "nsx_object" not in rows[0]
+    assert rows[0]["next_hops"] == "172.16.128.63"
+    assert rows[2]["verdict"] == "foreign"
+
+
+def test_write_reports_writes_three_files(tmp_path: Path) -> None:
+    paths = write_reports(report(), tmp_path / "out")
+    assert sorted(p.name for p in paths) == ["report.csv", "report.json", "report.md"]
+    assert json.loads((tmp_path / "out/report.json").read_text())["mode"] == "scan"
+    assert not list((tmp_path / "out").glob(".*partial"))
