@@ -45,13 +45,12 @@ class FakeInventory:
         return self.result
 
 
-def config(**kw: object) -> Config:
+def config() -> Config:
     nsx = NsxSettings(base_url="https://nsx", routers=())
     return Config(
         nsx=nsx,
         clusters=(ClusterConfig("cl2", Path("k")),),
         retired_clusters=(RetiredCluster("cl1", ("172.16.136.0/21",)),),
-        **kw,  # type: ignore[arg-type]
     )
 
 
