@@ -216,9 +216,18 @@ def test_host_forms(given: str, expected: str) -> None:
     assert normalise_host(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "h:0", "h:99999", "https://h/path", "user@h"])
-def test_bad_hosts(bad: str) -> None:
-    with pytest.raises(ValueError, match="."):
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("", "expected host"),
+        ("h:0", "invalid port"),
+        ("h:99999", "invalid port"),
+        ("https://h/path", "expected host"),
+        ("user@h", "expected host"),
+    ],
+)
+def test_bad_hosts(bad: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
         normalise_host(bad)
 
 

@@ -1,0 +1,243 @@
+"""Kubernetes API clients from kubeconfig files (or the pod's service account), one per cluster.
+
+Every problem becomes a KubeError of one line, "kubeconfig <path>: <what is wrong>", that never
+quotes a credential from the file: the common mistakes are checked here and said plainly, and
+whatever the kubernetes client itself says is stripped of every value of the users section.
+Also the small message helpers the Kubernetes adapters share (one line, no credentials).
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+import urllib3
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client import ApiClient
+from kubernetes.config import kube_config
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import load_incluster_config
+
+from nsx_route_gc.errors import KubeError
+
+log = structlog.get_logger(__name__)
+
+# The client's cache of temp files for *-data fields is a module global without a lock.
+_LOAD_LOCK = threading.Lock()
+# Values under users[].user that name files or programs, not credentials: kept in messages.
+_NOT_SECRET_KEYS = frozenset(
+    {"tokenFile", "client-certificate", "client-key", "command", "apiVersion"}
+)
+
+
+class _Complaints:
+    """Stands in for the logging module inside kube_config.
+
+    kube_config reports a failed exec credential plugin with the module-level logging.error(),
+    which runs logging.basicConfig() as a side effect and prints to stderr, then goes on without
+    credentials. The messages are kept here instead and become part of our own error.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def _keep(self, msg: object, *args: object, **_: object) -> None:
+        self.messages.append(" ".join(str(part) for part in (msg, *args)))
+
+    debug = info = warning = error = exception = critical = _keep
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(logging, name)
+
+
+_COMPLAINTS = _Complaints()
+if getattr(kube_config, "logging", None) is logging:
+    kube_config.logging = _COMPLAINTS  # type: ignore[attr-defined,assignment]  # see _Complaints
+
+
+def api_client_from_kubeconfig(kubeconfig: Path | None, context: str | None = None) -> ApiClient:
+    """An ApiClient of its own for one kubeconfig and context (None: the pod's service account).
+
+    ``context`` None means the file's current-context. Raises KubeError.
+    """
+    if kubeconfig is None:
+        return _in_cluster_client()
+    path = kubeconfig.expanduser()
+    label = f"kubeconfig {path}"
+    doc = _read(path, label)
+    user = _check(doc, context, label)
+    try:
+        with _LOAD_LOCK:
+            _COMPLAINTS.messages.clear()
+            # config_file always explicit: otherwise the client falls back to $KUBECONFIG as it
+            # was when the client was imported, and merges every file listed there.
+            api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]  # untyped library function
+                config_file=str(path), context=context, persist_config=False
+            )
+            complaints = "; ".join(_COMPLAINTS.messages)
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        detail = scrub(_describe_load_error(exc), _user_values(doc))
+        # Not chained: the client's own message may quote the user entry, credentials included.
+        raise KubeError(f"{label}: {detail}") from None
+    cfg = api.configuration
+    if "exec" in user and not cfg.api_key and not cfg.cert_file:
+        api.close()  # type: ignore[no-untyped-call]  # untyped library method
+        command = Path(str(user["exec"].get("command", "?"))).name
+        why = f": {scrub(one_line(complaints), _user_values(doc))[:300]}" if complaints else ""
+        raise KubeError(f"{label}: exec credential plugin {command!r} gave no credentials{why}")
+    if not cfg.verify_ssl:
+        # urllib3 would warn on stderr at every request; one log line per client says it instead.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        log.warning("kubeconfig.tls_unverified", kubeconfig=str(path), server=safe_url(cfg.host))
+    return api
+
+
+def _in_cluster_client() -> ApiClient:
+    cfg = k8s.Configuration()
+    try:
+        load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]  # untyped library function
+    except (ConfigException, OSError) as exc:
+        raise KubeError(f"in-cluster service account: {one_line(str(exc))}") from exc
+    return ApiClient(configuration=cfg)
+
+
+def _read(path: Path, label: str) -> dict[str, Any]:
+    separator = kube_config.ENV_KUBECONFIG_PATH_SEPARATOR
+    if separator in str(path):
+        raise KubeError(
+            f"{label}: the kubernetes client cannot read a path containing {separator!r}"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise KubeError(f"{label}: file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise KubeError(f"{label}: not UTF-8 text") from exc
+    except OSError as exc:
+        raise KubeError(f"{label}: cannot read: {exc.strerror or type(exc).__name__}") from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # Only the position and the parser's own words: the offending line may hold a token.
+        where, problem = "", ""
+        if isinstance(exc, yaml.MarkedYAMLError):
+            if exc.problem_mark is not None:
+                where = (
+                    f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}"
+                )
+            if exc.problem:
+                problem = f": {exc.problem}"
+        raise KubeError(f"{label}: invalid YAML{where}{problem}") from None
+    if not isinstance(doc, dict):
+        raise KubeError(f"{label}: not a kubeconfig (empty, or not a YAML mapping)")
+    return doc
+
+
+def _check(doc: dict[str, Any], context: str | None, label: str) -> dict[str, Any]:
+    """Says the common mistakes plainly (the client is vague); returns the context's user entry."""
+    name = context or doc.get("current-context")
+    if not name:
+        raise KubeError(f"{label}: no context given and no current-context set")
+    ctx = _named(doc, "contexts", name, label)
+    if ctx is None:
+        raise KubeError(f"{label}: no context named {name!r}")
+    cluster_name = ctx.get("cluster")
+    if not cluster_name:
+        raise KubeError(f"{label}: context {name!r} names no cluster")
+    cluster = _named(doc, "clusters", cluster_name, label)
+    if cluster is None:
+        raise KubeError(
+            f"{label}: context {name!r} names cluster {cluster_name!r}, which is not in clusters"
+        )
+    if not cluster.get("server"):
+        raise KubeError(f"{label}: cluster {cluster_name!r} has no server")
+    user_name = ctx.get("user")
+    # A context without a user, or naming a missing one, talks to the server anonymously.
+    return (_named(doc, "users", user_name, label) if user_name else None) or {}
+
+
+def _named(doc: dict[str, Any], section: str, name: str, label: str) -> dict[str, Any] | None:
+    """The body of the entry called ``name`` in a kubeconfig list (contexts, clusters, users)."""
+    entries = doc.get(section) or []
+    if not isinstance(entries, list):
+        raise KubeError(f"{label}: {section} is not a list")
+    kind = section.removesuffix("s")
+    for entry in entries:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise KubeError(f"{label}: an entry of {section} has no name")
+        if entry["name"] == name:
+            body = entry.get(kind)
+            if not isinstance(body, dict):
+                raise KubeError(f"{label}: {kind} {name!r} has no {kind} mapping")
+            return body
+    return None
+
+
+def _user_values(doc: dict[str, Any]) -> set[str]:
+    """Every string under users[].user: whatever the client quotes from there is hidden."""
+    found: set[str] = set()
+
+    def walk(value: object, key: str = "") -> None:
+        if isinstance(value, str) and value and key not in _NOT_SECRET_KEYS:
+            found.add(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+
+    users = doc.get("users")
+    for entry in users if isinstance(users, list) else ():
+        if isinstance(entry, dict):
+            walk(entry.get("user"))
+    return found
+
+
+def _describe_load_error(exc: Exception) -> str:
+    if isinstance(exc, binascii.Error):
+        return f"invalid base64 in a *-data field ({exc})"
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found: {exc.filename}"
+    if isinstance(exc, OSError):
+        return f"cannot read {exc.filename}: {exc.strerror}"
+    if isinstance(exc, ConfigException):
+        return one_line(str(exc))
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+def scrub(text: str, secrets: set[str]) -> str:
+    """``text`` with every one of ``secrets`` replaced by ***."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def safe_url(url: str) -> str:
+    """A server URL for messages: without user:password@, query or fragment."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}".rstrip("/")
+
+
+def status_message(body: object) -> str | None:
+    """The message of a Kubernetes Status error answer (403: who may not do what), if any."""
+    if not isinstance(body, str | bytes):
+        return None
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return None
+    message = status.get("message") if isinstance(status, dict) else None
+    return one_line(message)[:300] if isinstance(message, str) and message else None

@@ -1,0 +1,316 @@
+"""The NSX Policy API as nsx-route-gc needs it: Tier-1s, their static routes, deletions.
+
+Transport concerns (authentication, TLS, retries, rate limit) live in ``nsx_http``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import requests
+import structlog
+
+from nsx_route_gc.config import NsxSettings
+from nsx_route_gc.errors import NsxApiError, NsxError
+from nsx_route_gc.models import Route
+from nsx_route_gc.nsx_http import API_PREFIX, NsxTransport
+
+log = structlog.get_logger(__name__)
+
+PROJECTS_PATH = "/orgs/default/projects"
+# The policy path of a Tier-1, in /infra or in a project's infra; "infra" is where the
+# hierarchical PATCH for its children goes.
+_TIER1_PATH = re.compile(
+    r"^(?P<infra>(?:/orgs/[^/]+/projects/[^/]+)?/infra)/tier-1s/(?P<id>[^/]+)$"
+)
+
+
+class NsxClient:
+    """A client of one NSX manager; safe to share between threads.
+
+    With session authentication the login happens on the first call and ``close()`` (or
+    leaving the ``with`` block) destroys the session.
+    """
+
+    def __init__(
+        self,
+        settings: NsxSettings,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._http = NsxTransport(settings, session=session, sleep=sleep, clock=clock, rng=rng)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        """HTTP requests sent by kind (attempts included), and ``retry_<status>``,
+        ``retry_connection`` and ``relogin`` events."""
+        return self._http.counts()
+
+    # ------------------------------------------------------------------------------ routers
+
+    def list_routers(self) -> list[str]:
+        """The configured routers as given, else every Tier-1 in /infra and in every project."""
+        if self._settings.routers:
+            return list(self._settings.routers)
+        found = set(self._tier1_paths("/infra"))
+        for project in self._project_paths():
+            found.update(self._tier1_paths(f"{project}/infra"))
+        routers = sorted(found)
+        log.info("nsx.routers.discovered", routers=len(routers))
+        return routers
+
+    def _tier1_paths(self, infra: str) -> list[str]:
+        items = self._list_all(f"{infra}/tier-1s", kind="list")
+        return [_own_path(item, f"{infra}/tier-1s/{item['id']}") for item in items]
+
+    def _project_paths(self) -> list[str]:
+        try:
+            items = self._list_all(PROJECTS_PATH, kind="list")
+        except NsxApiError as exc:
+            if exc.status == 404:
+                # NSX before 4.0 has no projects.
+                log.debug("nsx.projects.unsupported", host=self._settings.host)
+                return []
+            raise
+        # The "default" project is /infra itself, already listed.
+        return [
+            _own_path(item, f"{PROJECTS_PATH}/{item['id']}")
+            for item in items
+            if item["id"] != "default"
+        ]
+
+    # ------------------------------------------------------------------------------- routes
+
+    def list_routes(self, router_path: str) -> list[Route]:
+        """Every static route of a router, all pages; NsxError unless listed whole."""
+        router = router_path.rstrip("/")
+        items = self._list_all(f"{router}/static-routes", kind="list")
+        routes = [route_from_nsx(item, router) for item in items]
+        log.debug("nsx.routes.listed", router=router, routes=len(routes))
+        return routes
+
+    def get_route(self, route_path: str) -> Route | None:
+        """The route as NSX has it now, or None when it does not exist (404)."""
+        rest = API_PREFIX + route_path
+        response = self._http.request("GET", rest, kind="get", allow=(404,))
+        if response.status_code == 404:
+            return None
+        obj = self._http.decode_json(response, "GET", rest)
+        if not isinstance(obj, dict):
+            raise NsxError(f"malformed JSON from NSX at GET {rest}: not an object")
+        parent = obj.get("parent_path")
+        router = parent if isinstance(parent, str) and parent else _router_of(route_path)
+        return route_from_nsx(obj, router)
+
+    def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
+        """Delete a route: True when NSX accepted, False when it was already gone (404)."""
+        response = self._http.request(
+            "DELETE",
+            API_PREFIX + route_path,
+            kind="delete",
+            headers=_overwrite_header(allow_overwrite),
+            allow=(404,),
+        )
+        return response.status_code != 404
+
+    def patch_route(
+        self, route_path: str, body: dict[str, Any], *, allow_overwrite: bool = False
+    ) -> None:
+        """Create or update a route (restore): NSX's PATCH is create-or-update."""
+        self._http.request(
+            "PATCH",
+            API_PREFIX + route_path,
+            kind="patch",
+            json_body=body,
+            headers=_overwrite_header(allow_overwrite),
+        )
+
+    def hierarchical_delete(
+        self,
+        router_path: str,
+        routes: Sequence[tuple[str, int | None]],
+        *,
+        allow_overwrite: bool = False,
+    ) -> None:
+        """Delete several routes of one router in one transaction, each checked against its
+        ``_revision`` (when given). ``routes`` are (route id, revision) pairs."""
+        if not routes:
+            return
+        match = _TIER1_PATH.match(router_path.rstrip("/"))
+        if match is None:
+            raise NsxError(f"not a Tier-1 policy path: {router_path}")
+        children = []
+        for route_id, revision in routes:
+            static_route: dict[str, Any] = {"resource_type": "StaticRoutes", "id": route_id}
+            if revision is not None:
+                static_route["_revision"] = revision
+            children.append(
+                {
+                    "resource_type": "ChildStaticRoutes",
+                    "marked_for_delete": True,
+                    "StaticRoutes": static_route,
+                }
+            )
+        body = {
+            "resource_type": "Infra",
+            "children": [
+                {
+                    "resource_type": "ChildResourceReference",
+                    "target_type": "Tier1",
+                    "id": match["id"],
+                    "children": children,
+                }
+            ],
+        }
+        self._http.request(
+            "PATCH",
+            API_PREFIX + match["infra"],
+            kind="hierarchical",
+            params={"enforce_revision_check": "true"},
+            json_body=body,
+            headers=_overwrite_header(allow_overwrite),
+        )
+
+    # ------------------------------------------------------------------------------- paging
+
+    def _list_all(self, policy_path: str, *, kind: str) -> list[dict[str, Any]]:
+        """Every item of a list call, following ``cursor`` until the last page."""
+        rest = API_PREFIX + policy_path
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"page_size": str(self._settings.page_size)}
+            if cursor:
+                params["cursor"] = cursor
+            response = self._http.request("GET", rest, kind=kind, params=params)
+            page = self._http.decode_json(response, "GET", rest)
+            results = page.get("results") if isinstance(page, dict) else None
+            if not isinstance(results, list):
+                raise NsxError(f"malformed JSON from NSX at GET {rest}: no results list")
+            for item in results:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                    raise NsxError(f"malformed JSON from NSX at GET {rest}: an item without id")
+            items.extend(results)
+            cursor = page.get("cursor")
+            if cursor is None or cursor == "":
+                return items
+            if not isinstance(cursor, str):
+                raise NsxError(f"malformed JSON from NSX at GET {rest}: cursor is not a string")
+            if cursor in seen:
+                raise NsxError(f"NSX repeated a paging cursor at GET {rest}: listing aborted")
+            seen.add(cursor)
+
+
+def route_from_nsx(obj: Mapping[str, Any], router_path: str) -> Route:
+    """A Route from an NSX StaticRoutes object; NsxError naming the route and field if
+    malformed. A ``network`` that is not a valid CIDR is kept as is (judgement calls the
+    route foreign) rather than failing the router."""
+    route_id = obj.get("id")
+    if not isinstance(route_id, str) or not route_id:
+        raise NsxError(f"malformed static route on {router_path}: missing id")
+
+    def bad(field: str) -> NsxError:
+        return NsxError(f"malformed static route {route_id} on {router_path}: bad {field}")
+
+    network = obj.get("network")
+    if not isinstance(network, str):
+        raise bad("network")
+    path = obj.get("path")
+    if path is None:
+        path = f"{router_path}/static-routes/{route_id}"
+    elif not isinstance(path, str):
+        raise bad("path")
+
+    hops_obj = obj.get("next_hops", [])
+    if not isinstance(hops_obj, list):
+        raise bad("next_hops")
+    next_hops = []
+    for hop in hops_obj:
+        address = hop.get("ip_address") if isinstance(hop, dict) else None
+        if not isinstance(address, str):
+            raise bad("next_hops.ip_address")
+        next_hops.append(address)
+
+    tags_obj = obj.get("tags", [])
+    if not isinstance(tags_obj, list):
+        raise bad("tags")
+    tags = []
+    for tag in tags_obj:
+        if not isinstance(tag, dict):
+            raise bad("tags")
+        scope, value = tag.get("scope", ""), tag.get("tag", "")
+        if not isinstance(scope, str) or not isinstance(value, str):
+            raise bad("tags")
+        tags.append((scope, value))
+
+    return Route(
+        router_path=router_path,
+        id=route_id,
+        path=path,
+        network=network,
+        next_hops=tuple(next_hops),
+        tags=tuple(tags),
+        create_time_ms=_optional_int(obj, "_create_time", bad),
+        revision=_optional_int(obj, "_revision", bad),
+        protection=_optional_str(obj, "_protection", bad),
+        display_name=_optional_str(obj, "display_name", bad),
+        raw=json.dumps(dict(obj), separators=(",", ":"), sort_keys=True),
+    )
+
+
+def _optional_int(obj: Mapping[str, Any], field: str, bad: Callable[[str], NsxError]) -> int | None:
+    value = obj.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(field)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad(field)
+    return int(value)
+
+
+def _optional_str(obj: Mapping[str, Any], field: str, bad: Callable[[str], NsxError]) -> str | None:
+    value = obj.get(field)
+    if value is None or isinstance(value, str):
+        return value
+    raise bad(field)
+
+
+def _own_path(item: Mapping[str, Any], fallback: str) -> str:
+    path = item.get("path")
+    return path if isinstance(path, str) and path.startswith("/") else fallback
+
+
+def _router_of(route_path: str) -> str:
+    router, sep, _ = route_path.rpartition("/static-routes/")
+    return router if sep else route_path
+
+
+def _overwrite_header(allow_overwrite: bool) -> dict[str, str]:
+    return {"X-Allow-Overwrite": "true"} if allow_overwrite else {}
