@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import structlog
@@ -74,3 +75,22 @@ def test_registered_secrets_are_scrubbed_from_ours_and_libraries_lines() -> None
 def test_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         logs.configure("json", "chatty", io.StringIO())
+
+
+def test_worker_threads_carry_the_run_id() -> None:
+
+    stream = io.StringIO()
+    logs.configure("json", "info", stream)
+
+    def work(i: int) -> int:
+        structlog.get_logger("t").info("router.listed", i=i)
+        return i
+
+    with (
+        structlog.contextvars.bound_contextvars(run_id="run-42"),
+        ThreadPoolExecutor(4) as pool,
+    ):
+        assert list(pool.map(logs.carry_context(work), range(8))) == list(range(8))
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 8
+    assert {entry["run_id"] for entry in lines} == {"run-42"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -11,9 +12,11 @@ import structlog
 import typer
 
 from nsx_route_gc import __version__, app, logs
-from nsx_route_gc.config import Config, load_config
+from nsx_route_gc.apply import run_apply
+from nsx_route_gc.config import Config, load_config, parse_duration
 from nsx_route_gc.errors import ConfigError, RouteGcError
 from nsx_route_gc.render import to_terminal
+from nsx_route_gc.restore import run_restore
 
 log = structlog.get_logger(__name__)
 
@@ -136,6 +139,177 @@ def scan(
         return outcome.exit_code
 
     _guard(body)
+
+
+# --- apply and restore: the commands that change NSX -------------------------------------
+
+YesOption = Annotated[
+    bool,
+    typer.Option("--yes", "-y", help="Do not ask for confirmation (automation, CronJob)."),
+]
+
+
+def _confirmation(yes: bool, verb: str) -> Callable[[dict[str, int]], bool]:
+    """``--yes``, or a question on the terminal; without either, refuse before any change."""
+    if yes:
+        return lambda _counts: True
+    if not sys.stdin.isatty():
+        _fail(f"{verb} needs confirmation: run it on a terminal, or pass --yes", app.EXIT_USAGE)
+
+    def ask(counts: dict[str, int]) -> bool:
+        typer.echo(f"About to {verb}:", err=True)
+        for router, n in sorted(counts.items()):
+            typer.echo(f"  {router}: {n} route(s)", err=True)
+        total = sum(counts.values())
+        return typer.confirm(f"{verb.capitalize()} {total} route(s)?", default=False, err=True)
+
+    return ask
+
+
+@cli.command("apply")
+def apply_command(
+    config: ConfigOption,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Delete exactly the routes this scan report.json marked for deletion "
+            "(an approved plan). Without it: scan afresh and delete what it finds.",
+            show_default=False,
+        ),
+    ] = None,
+    report_dir: ReportDirOption = None,
+    yes: YesOption = False,
+    max_plan_age: Annotated[
+        str,
+        typer.Option("--max-plan-age", help="Refuse a plan older than this (90m, 24h, 2d)."),
+    ] = "24h",
+    allow_old_plan: Annotated[
+        bool, typer.Option("--allow-old-plan", help="Apply a plan older than --max-plan-age.")
+    ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, help="Routes per hierarchical delete call."),
+    ] = 100,
+) -> None:
+    """Delete orphaned routes: each re-read and re-judged first, then deleted and confirmed gone.
+
+    Exit codes: 0 every planned deletion done, 1 partial (a deletion held or failed, a limit
+    holding deletions, a cluster not inventoried), 2 usage, configuration or plan refused.
+    """
+
+    def body() -> int:
+        confirm = _confirmation(yes, "delete")
+        try:
+            age = parse_duration(max_plan_age)
+        except ValueError as exc:
+            _fail(f"--max-plan-age: {exc}", app.EXIT_USAGE)
+        outcome = run_apply(
+            _load(config),
+            confirm=confirm,
+            plan_path=plan,
+            report_dir=report_dir,
+            max_plan_age=age,
+            allow_old_plan=allow_old_plan,
+            batch_size=batch_size,
+        )
+        _print_outcome(outcome)
+        return outcome.exit_code
+
+    _guard(body)
+
+
+@cli.command("restore")
+def restore_command(
+    config: ConfigOption,
+    from_report: Annotated[
+        Path,
+        typer.Option("--from", help="The apply run's report.json.", show_default=False),
+    ],
+    route: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--route", help="Restore only this route id (repeatable).", show_default=False
+        ),
+    ] = None,
+    report_dir: ReportDirOption = None,
+    yes: YesOption = False,
+) -> None:
+    """Recreate routes an apply run deleted, from the original bodies in its report.
+
+    A route that exists again with other content is not overwritten (held). Exit codes: 0
+    every selected route is back, 1 some held or failed, 2 usage error or report refused.
+    """
+
+    def body() -> int:
+        confirm = _confirmation(yes, "restore")
+        outcome = run_restore(
+            _load(config),
+            report_path=from_report,
+            confirm=confirm,
+            route_ids=route or (),
+            report_dir=report_dir,
+        )
+        _print_outcome(outcome)
+        return outcome.exit_code
+
+    _guard(body)
+
+
+@cli.command()
+def demo(
+    directory: Annotated[
+        Path,
+        typer.Option("--dir", help="Where the demo writes its configuration and reports."),
+    ] = Path("nsx-route-gc-demo"),
+) -> None:
+    """Scan the bundled simulator of the seed set-up (cl1 deleted, cl2 live on one Tier-1).
+
+    Starts an NSX manager and a Kubernetes API server on 127.0.0.1 over HTTPS, runs a real
+    scan against them, prints the summary and where the reports are, and shuts down.
+    """
+    from nsx_route_gc.demo import run_demo  # noqa: PLC0415  # the simulator loads only when asked for
+
+    def body() -> int:
+        outcome, config_path = run_demo(directory.resolve())
+        _print_outcome(outcome)
+        typer.echo(f"Configuration used: {config_path}")
+        return outcome.exit_code
+
+    _guard(body)
+
+
+@cli.command()
+def simulate(
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="Scenario name (see --list).")
+    ] = "seed",
+    directory: Annotated[
+        Path,
+        typer.Option("--dir", help="Where to write config.yaml, kubeconfigs and the CA."),
+    ] = Path("nsx-route-gc-sim"),
+    list_scenarios: Annotated[
+        bool, typer.Option("--list", help="List the scenarios and exit.")
+    ] = False,
+) -> None:
+    """Keep a simulator running (until Ctrl-C) and print how to point scan at it."""
+    from nsx_route_gc.demo import serve  # noqa: PLC0415  # the simulator loads only when asked for
+    from nsx_route_gc.simulator import SCENARIOS  # noqa: PLC0415  # as above
+
+    if list_scenarios:
+        typer.echo("\n".join(sorted(SCENARIOS)))
+        raise typer.Exit(0)
+    if scenario not in SCENARIOS:
+        _fail(f"--scenario: unknown scenario {scenario!r} (see --list)", app.EXIT_USAGE)
+
+    def ready(config_path: Path, sim: object) -> None:
+        typer.echo(f"Simulating scenario {scenario!r}. Configuration: {config_path}")
+        typer.echo(
+            f"Try: nsx-route-gc scan --config {config_path} --report-dir {directory}/reports"
+        )
+        typer.echo("Press Ctrl-C to stop.")
+
+    serve(scenario, directory.resolve(), ready)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from nsx_route_gc.models import (
     CLUSTER_TAG_SCOPE,
     DEFAULT_CCM_CLUSTER_NAME,
+    NODE_TAG_SCOPE,
     Action,
     ClusterInventory,
     ClusterStatus,
@@ -179,6 +180,20 @@ def _judge_live_node(route: Route, network: IPNetwork, owner: _Owner) -> RouteVe
 
 
 def _judge_without_node(
+    route: Route,
+    uid: str,
+    network: IPNetwork,
+    cluster_tags: Iterable[str],
+    index: _Index,
+    policy: Policy,
+) -> RouteVerdict:
+    # The node-name tag is evidence, not proof: it names the node the route was written for.
+    tagged_node = next(iter(route.tag_values(NODE_TAG_SCOPE)), None)
+    verdict = _judge_ownerless(route, uid, network, cluster_tags, index, policy)
+    return replace(verdict, node=tagged_node) if verdict.node is None else verdict
+
+
+def _judge_ownerless(
     route: Route,
     uid: str,
     network: IPNetwork,

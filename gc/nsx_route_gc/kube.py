@@ -30,6 +30,7 @@ from nsx_route_gc.kubeconfig import (
     scrub,
     status_message,
 )
+from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import ClusterInventory, ClusterStatus, Node, parse_network
 
 __all__ = [
@@ -246,7 +247,7 @@ class Inventory:
             return []
         workers = min(self._max_workers, len(clusters))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-inventory") as pool:
-            return list(pool.map(self.inventory_one, clusters))
+            return list(pool.map(carry_context(self.inventory_one), clusters))
 
     def inventory_one(self, cluster: ClusterConfig) -> ClusterInventory:
         try:

@@ -7,13 +7,17 @@ libraries' alike: a defence in depth behind never logging them in the first plac
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
-from collections.abc import MutableMapping
-from typing import Any, TextIO
+from collections.abc import Callable, MutableMapping
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 import structlog
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -50,6 +54,20 @@ def _scrub_processor(
     if not _secrets:
         return event_dict
     return {k: _scrub_value(v) for k, v in event_dict.items()}
+
+
+def carry_context(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap ``fn`` so that on a worker thread it logs with the caller's bound fields (run id).
+
+    Worker threads start with an empty context; each call runs in its own copy because one
+    context cannot be entered by two threads at once.
+    """
+    captured = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run
 
 
 def use_json(log_format: str, stream: TextIO) -> bool:

@@ -17,6 +17,7 @@ import structlog
 from nsx_route_gc.config import ClusterConfig, Config
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.judge import judge
+from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import (
     ClusterInventory,
     ClusterStatus,
@@ -107,7 +108,7 @@ class Scanner:
 
         workers = max(1, min(self.config.nsx.concurrency, len(routers)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router") as pool:
-            return list(pool.map(one, routers))
+            return list(pool.map(carry_context(one), routers))
 
     def inventory(self) -> list[ClusterInventory]:
         configured = self.clusters.inventory(self.config.clusters)
