@@ -1,0 +1,294 @@
+"""State of the simulated NSX manager: objects, knobs, injected failures, counters, sessions.
+
+Knobs are plain attributes (or :meth:`NsxState.set_knobs`) that a test, demo or benchmark may
+change while the server runs; every request reads them afresh. Mutators (``add_route``,
+``bump_revision``, ``remove_route``) set up drift behind the tool's back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from nsx_route_gc.simulator.model import Scenario, SimRoute
+from nsx_route_gc.simulator.nsx_store import (
+    PROTECTION_VALUES,
+    NsxFault,
+    StoredRoute,
+    Tier1,
+    render_route,
+)
+
+PROJECTS_PREFIX = "/orgs/default/projects/"
+KNOBS = (
+    "latency",
+    "rate_limit",
+    "retry_after",
+    "concurrency_limit",
+    "short_pages",
+    "delete_status",
+    "delete_missing",
+    "hierarchical_delete_missing",
+    "max_hierarchical_children",
+)
+
+
+def project_of(path: str) -> str | None:
+    """The project of a policy path under /orgs/default/projects/{p}/..., else None."""
+    if not path.startswith(PROJECTS_PREFIX):
+        return None
+    return path[len(PROJECTS_PREFIX) :].split("/", 1)[0]
+
+
+class NsxState:
+    def __init__(
+        self,
+        *,
+        username: str = "admin",
+        password: str | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.username = username
+        self.password = password or secrets.token_urlsafe(16)
+        self._clock = clock
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.lock = threading.RLock()
+        self.tier1s: dict[str, Tier1] = {}
+        self.projects: set[str] = set()
+        self.generation = 0  # bumped on every write, invalidates search caches
+        self.search_cache: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
+        self._serial = 0
+        # Knobs.
+        self.latency = 0.0  # seconds added to every request
+        self.rate_limit: float | None = None  # requests per second per client; None: off
+        self.retry_after: int | None = 1  # Retry-After seconds with a 429; None: no header
+        self.concurrency_limit: int | None = None  # requests in flight; None: off
+        self.short_pages = False  # answer page_size // 3 + 1 items per page
+        self.delete_status = 200  # 200 or 204
+        self.delete_missing = "404"  # "404" or "200" when deleting a missing route
+        self.hierarchical_delete_missing = "reject"  # "reject" (404 whole batch) | "ignore"
+        self.max_hierarchical_children: int | None = None  # larger bodies: 400
+        # Injected failures: key -> [status, remaining times].
+        self._page_failures: dict[tuple[str, int], list[int]] = {}
+        self._delete_failures: dict[str, list[int]] = {}
+        self._hierarchical_failure: list[int] = [0, 0]
+        # Counters and sessions.
+        self.counters: Counter[str] = Counter()
+        self._sessions: dict[str, tuple[str, str]] = {}  # JSESSIONID -> (user, xsrf)
+        self._in_flight = 0
+        self._recent: dict[str, deque[float]] = {}
+
+    # -- time ---------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- loading and mutators -----------------------------------------------------------
+
+    def load(self, scenario: Scenario) -> None:
+        now = self.now_ms()
+        with self.lock:
+            for path in scenario.tier1s:
+                self.add_tier1(path, create_ms=now - 30 * 86_400_000)
+            for route in scenario.routes:
+                self.add_route(route, now_ms=now)
+            for tier1 in self.tier1s.values():
+                tier1.ids.sort()
+
+    def add_tier1(self, path: str, *, create_ms: int | None = None) -> None:
+        with self.lock:
+            if path not in self.tier1s:
+                self.tier1s[path] = Tier1(path, self.now_ms() if create_ms is None else create_ms)
+                project = project_of(path)
+                if project is not None:
+                    self.projects.add(project)
+                self.generation += 1
+
+    def next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def add_route(self, route: SimRoute, *, now_ms: int | None = None) -> None:
+        """Put a route on its Tier-1 directly, as the CCM (or a human) would have."""
+        if route.protection not in PROTECTION_VALUES:
+            raise ValueError(f"unknown _protection {route.protection!r} for route {route.id}")
+        created = (self.now_ms() if now_ms is None else now_ms) - route.age_ms
+        stored = StoredRoute(
+            id=route.id,
+            network=route.network,
+            next_hops=tuple((hop, 1, None) for hop in route.next_hops),
+            tags=route.tags,
+            display_name=route.display_name or route.id,
+            description=None,
+            create_ms=created,
+            modified_ms=created,
+            create_user=route.create_user,
+            modified_user=route.create_user,
+            revision=route.revision,
+            protection=route.protection,
+            serial=self.next_serial(),
+        )
+        with self.lock:
+            if route.router not in self.tier1s:
+                self.add_tier1(route.router)
+            tier1 = self.tier1s[route.router]
+            if now_ms is None:
+                tier1.add(stored)
+            else:  # bulk load: the caller sorts the ids once at the end
+                if route.id not in tier1.routes:
+                    tier1.ids.append(route.id)
+                tier1.routes[route.id] = stored
+            self.generation += 1
+
+    def get_route(self, router: str, route_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            tier1 = self.tier1s.get(router)
+            route = tier1.routes.get(route_id) if tier1 else None
+            return render_route(router, route) if route else None
+
+    def routes(self, router: str) -> list[dict[str, Any]]:
+        with self.lock:
+            tier1 = self.tier1s[router]
+            return [render_route(router, tier1.routes[i]) for i in tier1.ids]
+
+    def route_count(self, router: str | None = None) -> int:
+        with self.lock:
+            tier1s = [self.tier1s[router]] if router else list(self.tier1s.values())
+            return sum(len(t.routes) for t in tier1s)
+
+    def bump_revision(self, router: str, route_id: str, by: int = 1) -> int:
+        """Change a route behind the tool's back (its revision and modification time)."""
+        with self.lock:
+            route = self.tier1s[router].routes[route_id]
+            route.revision += by
+            route.modified_ms = self.now_ms()
+            self.generation += 1
+            return route.revision
+
+    def remove_route(self, router: str, route_id: str) -> bool:
+        with self.lock:
+            removed = self.tier1s[router].remove(route_id) is not None
+            self.generation += 1
+            return removed
+
+    # -- knobs and failures -------------------------------------------------------------
+
+    def set_knobs(self, **knobs: Any) -> None:
+        for name, value in knobs.items():
+            if name not in KNOBS:
+                raise ValueError(f"unknown NSX simulator knob {name!r}; known: {', '.join(KNOBS)}")
+            setattr(self, name, value)
+
+    def fail_list_page(
+        self, router: str, page_index: int, status: int = 500, times: int = 1
+    ) -> None:
+        """Answer ``status`` to the next ``times`` requests for that page (0: the first)."""
+        with self.lock:
+            self._page_failures[(router, page_index)] = [status, times]
+
+    def fail_delete(self, route_id: str, status: int = 500, times: int = 1) -> None:
+        with self.lock:
+            self._delete_failures[route_id] = [status, times]
+
+    def fail_hierarchical(self, times: int = 1, status: int = 400) -> None:
+        with self.lock:
+            self._hierarchical_failure = [status, times]
+
+    def _take(self, entry: list[int] | None) -> int | None:
+        if entry is None or entry[1] <= 0:
+            return None
+        entry[1] -= 1
+        return entry[0]
+
+    def take_page_failure(self, router: str, page_index: int) -> int | None:
+        with self.lock:
+            return self._take(self._page_failures.get((router, page_index)))
+
+    def take_delete_failure(self, route_id: str) -> int | None:
+        with self.lock:
+            return self._take(self._delete_failures.get(route_id))
+
+    def take_hierarchical_failure(self) -> int | None:
+        with self.lock:
+            return self._take(self._hierarchical_failure)
+
+    # -- counters -----------------------------------------------------------------------
+
+    def count(self, kind: str) -> None:
+        with self.lock:
+            self.counters[kind] += 1
+
+    def reset_counters(self) -> None:
+        with self.lock:
+            self.counters.clear()
+
+    # -- sessions and throttling --------------------------------------------------------
+
+    def check_password(self, username: str, password: str) -> bool:
+        return secrets.compare_digest(
+            f"{username}\0{password}".encode(), f"{self.username}\0{self.password}".encode()
+        )
+
+    def create_session(self, username: str) -> tuple[str, str]:
+        session, xsrf = secrets.token_hex(16).upper(), secrets.token_urlsafe(24)
+        with self.lock:
+            self._sessions[session] = (username, xsrf)
+        return session, xsrf
+
+    def session(self, session_id: str) -> tuple[str, str] | None:
+        with self.lock:
+            return self._sessions.get(session_id)
+
+    def destroy_session(self, session_id: str) -> None:
+        with self.lock:
+            self._sessions.pop(session_id, None)
+
+    def expire_sessions(self) -> None:
+        """Invalidate every session, as a manager restart or idle timeout does."""
+        with self.lock:
+            self._sessions.clear()
+
+    def check_rate(self, client: str) -> None:
+        limit = self.rate_limit
+        if limit is None:
+            return
+        now = self.monotonic()
+        with self.lock:
+            recent = self._recent.setdefault(client, deque())
+            while recent and recent[0] <= now - 1.0:
+                recent.popleft()
+            if len(recent) >= limit:
+                self.counters["429"] += 1
+                raise NsxFault(
+                    429, 102, f"Client '{client}' exceeded request rate of {limit:g} per second."
+                )
+            recent.append(now)
+
+    @contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Hold a concurrency slot for one request (503 when over the limit), then latency."""
+        limit = self.concurrency_limit
+        with self.lock:
+            self._in_flight += 1
+            over = limit is not None and self._in_flight > limit
+            if over:
+                self.counters["503"] += 1
+        try:
+            if over:
+                raise NsxFault(
+                    503, 103, f"Client exceeded concurrent request limit of {limit}. Retry later."
+                )
+            if self.latency > 0:
+                self.sleep(self.latency)
+            yield
+        finally:
+            with self.lock:
+                self._in_flight -= 1

@@ -1,0 +1,139 @@
+"""The CLI in-process (typer's CliRunner) against the bundled simulator: exit codes, files,
+one-line errors, and a canary password that must appear nowhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from typer.testing import CliRunner
+
+from nsx_route_gc.cli import cli
+from nsx_route_gc.simulator import Simulator, load_scenario
+
+CANARY = "canary-S3cr3t-pw"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("NSXT_MANAGER_HOST", "NSXT_USERNAME", "NSXT_PASSWORD", "NSXT_ROUTER_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    # The CLI points logging at the runner's captured stderr, which closes after the test.
+    logging.getLogger().handlers.clear()
+    structlog.reset_defaults()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def seed(tmp_path: Path) -> Iterator[tuple[Simulator, Path]]:
+    with Simulator(load_scenario("seed")) as sim:
+        sim.nsx.password = CANARY
+        yield sim, sim.write_config(tmp_path / "sim")
+
+
+def test_scan_writes_reports_and_exits_0(seed: tuple[Simulator, Path], tmp_path: Path) -> None:
+    sim, config = seed
+    code, out, err = run(
+        "--log-format", "json", "scan", "--config", str(config), "--report-dir", str(tmp_path / "r")
+    )
+    assert code == 0, err
+    assert "Verdicts: live 3, orphaned 3, foreign 2" in out
+    assert "Routes to delete:" in out
+    report = json.loads((tmp_path / "r/report.json").read_text())
+    assert report["summary"]["actions"]["delete"] == 3
+    assert (tmp_path / "r/report.md").is_file()
+    assert (tmp_path / "r/report.csv").is_file()
+    # A dry run deletes nothing.
+    assert sim.nsx.counters.get("nsx_delete", 0) == 0
+    assert sim.nsx.counters.get("nsx_hierarchical", 0) == 0
+    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert events[-1] == "run.summary"
+
+
+def test_detailed_exitcode_is_3_when_routes_to_delete(seed: tuple[Simulator, Path]) -> None:
+    _, config = seed
+    code, _, _ = run("scan", "--config", str(config), "--detailed-exitcode")
+    assert code == 3
+
+
+def test_canary_password_appears_in_no_output_log_or_report(
+    seed: tuple[Simulator, Path], tmp_path: Path
+) -> None:
+    sim, config = seed
+    code, out, err = run(
+        "--log-level", "debug", "scan", "--config", str(config), "--report-dir", str(tmp_path / "r")
+    )
+    assert code == 0
+    sim.nsx.password = "something-else"  # now the login fails: the error path must be clean too
+    code2, out2, err2 = run("--log-level", "debug", "scan", "--config", str(config))
+    assert code2 == 1
+    assert "403" in err2 or "403" in out2
+    everything = out + err + out2 + err2
+    everything += "".join(p.read_text() for p in (tmp_path / "r").iterdir())
+    assert CANARY not in everything
+
+
+def test_failed_cluster_exits_1_and_names_it(tmp_path: Path) -> None:
+    with Simulator(load_scenario("unreachable-cluster")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        code, out, _ = run("scan", "--config", str(config), "--detailed-exitcode")
+    assert code == 1
+    assert "FAILED" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("nsx: {host: h, username: u}\n", "nsx.password_file: missing"),
+        ("nsx: [\n", "not valid YAML"),
+        (
+            "nsx: {host: h, username: u, password: p}\npolicy: {max_deletes: many}\n",
+            "policy.max_deletes",
+        ),
+    ],
+)
+def test_configuration_errors_exit_2_in_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    code, out, err = run("scan", "--config", str(config))
+    assert code == 2
+    assert out == ""
+    lines = [line for line in err.splitlines() if line.startswith("nsx-route-gc: error:")]
+    assert len(lines) == 1
+    assert expected in lines[0]
+    assert "Traceback" not in err
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    code, _, err = run("scan", "--config", str(tmp_path / "nope.yaml"))
+    assert code == 2
+    assert "nope.yaml: cannot read configuration" in err
+
+
+def test_bad_log_format_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = run("--log-format", "xml", "scan", "--config", str(tmp_path / "c.yaml"))
+    assert code == 2
+    assert "--log-format" in err
+
+
+def test_help_names_every_command() -> None:
+    code, out, _ = run("--help")
+    assert code == 0
+    for command in ("scan", "demo", "simulate"):
+        assert command in out
+
+
+def test_demo_runs_the_real_scan(tmp_path: Path) -> None:
+    code, out, _ = run("demo", "--dir", str(tmp_path / "demo"))
+    assert code == 0
+    assert "Verdicts: live 3, orphaned 3, foreign 2" in out
+    assert (tmp_path / "demo/reports/report.md").is_file()

@@ -1,0 +1,378 @@
+"""The simulated NSX Policy API, driven with real `requests` over HTTPS."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from nsx_route_gc.simulator import SimRoute, Simulator, load_scenario
+from nsx_route_gc.simulator.scenarios import T1
+
+NOW = 1_700_000_000.0
+ROUTES = "/policy/api/v1/infra/tier-1s/tanzu-cl1/static-routes"
+CL1_138 = "a57a555e-e4eb-49ad-af74-e11a7d7a8ad8_172.16.138.0_24"
+
+
+class Nsx:
+    """A tiny client: basic auth, the simulator's CA, JSON."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.session = requests.Session()
+        self.session.auth = ("admin", sim.nsx.password)
+        self.verify = str(sim.ca_pem_path)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.request(
+            method, self.sim.nsx_url + path, verify=self.verify, timeout=10, **kwargs
+        )
+
+    def list_all(self, path: str, **params: Any) -> list[list[dict[str, Any]]]:
+        pages, cursor = [], None
+        while True:
+            query = dict(params, **({"cursor": cursor} if cursor else {}))
+            body = self.call("GET", path, params=query).json()
+            pages.append(body["results"])
+            cursor = body.get("cursor")
+            if not cursor:
+                return pages
+
+
+def _sim(name: str) -> Iterator[Simulator]:
+    with Simulator(load_scenario(name), clock=lambda: NOW) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    yield from _sim("seed")
+
+
+@pytest.fixture
+def nsx(sim: Simulator) -> Iterator[Nsx]:
+    client = Nsx(sim)
+    yield client
+    client.session.close()
+
+
+def _error(response: requests.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) >= {"httpStatus", "error_code", "module_name", "error_message"}
+    assert body["related_errors"] == []
+    return body
+
+
+def test_routes_list_in_pages_with_result_count_and_no_cursor_on_the_last(nsx: Nsx) -> None:
+    pages = nsx.list_all(ROUTES, page_size=3)
+    assert [len(p) for p in pages] == [3, 3, 2]
+    ids = [r["id"] for p in pages for r in p]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 8
+    body = nsx.call("GET", ROUTES, params={"page_size": 3}).json()
+    assert body["result_count"] == 8
+    assert not body["cursor"].startswith("0000")
+
+
+def test_short_pages_answer_fewer_items_than_asked(sim: Simulator, nsx: Nsx) -> None:
+    sim.nsx.short_pages = True
+    pages = nsx.list_all(ROUTES, page_size=6)
+    assert [len(p) for p in pages] == [3, 3, 2]
+
+
+def test_page_size_is_capped_at_1000(sim: Simulator, nsx: Nsx) -> None:
+    for i in range(1005):
+        sim.nsx.add_route(
+            SimRoute(T1, f"r{i:05d}", f"10.{i // 256}.{i % 256}.0/24", ("10.255.0.1",))
+        )
+    body = nsx.call("GET", ROUTES, params={"page_size": 5000}).json()
+    assert len(body["results"]) == 1000
+    assert body["result_count"] == 1013
+    assert "cursor" in body
+
+
+def test_route_carries_every_field_of_the_nsx_object(nsx: Nsx) -> None:
+    route = nsx.call("GET", f"{ROUTES}/{CL1_138}").json()
+    assert route["resource_type"] == "StaticRoutes"
+    assert route["path"] == f"{T1}/static-routes/{CL1_138}"
+    assert route["parent_path"] == T1
+    assert route["relative_path"] == CL1_138
+    assert route["network"] == "172.16.138.0/24"
+    assert route["next_hops"] == [{"ip_address": "172.16.128.35", "admin_distance": 1}]
+    assert route["display_name"] == "kubernetes_cl1-md-0-5789bbcb76-vvrjv_172.16.138.0/24"
+    assert {"scope": "vsphere.k8s.io/cluster-name", "tag": "kubernetes"} in route["tags"]
+    assert route["_create_time"] < NOW * 1000 - 86_400_000  # days old
+    assert (route["_revision"], route["_protection"], route["_system_owned"]) == (
+        0,
+        "NOT_PROTECTED",
+        False,
+    )
+    assert route["marked_for_delete"] is False
+    assert route["overridden"] is False
+    assert route["unique_id"]
+    assert route["_create_user"]
+    assert route["_last_modified_user"]
+
+
+def test_missing_route_is_404_with_an_nsx_error_body(nsx: Nsx) -> None:
+    body = _error(nsx.call("GET", f"{ROUTES}/nope"), 404)
+    assert body["httpStatus"] == "NOT_FOUND"
+    assert f"{T1}/static-routes/nope" in body["error_message"]
+
+
+def test_session_auth_needs_cookie_and_xsrf_and_expires(sim: Simulator) -> None:
+    verify = str(sim.ca_pem_path)
+    url = sim.nsx_url
+    with requests.Session() as s:
+        bad = s.post(
+            f"{url}/api/session/create",
+            data={"j_username": "admin", "j_password": "wrong"},
+            verify=verify,
+        )
+        assert bad.status_code == 403
+        ok = s.post(
+            f"{url}/api/session/create",
+            data={"j_username": "admin", "j_password": sim.nsx.password},
+            verify=verify,
+        )
+        assert ok.status_code == 200
+        assert "JSESSIONID" in s.cookies
+        assert "HttpOnly" in ok.headers["Set-Cookie"]
+        assert "Secure" in ok.headers["Set-Cookie"]
+        xsrf = {"X-XSRF-TOKEN": ok.headers["X-XSRF-TOKEN"]}
+        assert s.get(url + ROUTES, headers=xsrf, verify=verify).status_code == 200
+        _error(s.get(url + ROUTES, verify=verify), 403)
+        _error(s.get(url + ROUTES, headers={"X-XSRF-TOKEN": "forged"}, verify=verify), 403)
+        sim.nsx.expire_sessions()
+        _error(s.get(url + ROUTES, headers=xsrf, verify=verify), 401)
+        ok = s.post(
+            f"{url}/api/session/create",
+            data={"j_username": "admin", "j_password": sim.nsx.password},
+            verify=verify,
+        )
+        xsrf = {"X-XSRF-TOKEN": ok.headers["X-XSRF-TOKEN"]}
+        assert s.post(f"{url}/api/session/destroy", headers=xsrf, verify=verify).status_code == 200
+        _error(s.get(url + ROUTES, headers=xsrf, verify=verify), 401)
+    _error(requests.get(url + ROUTES, verify=verify, timeout=10), 401)
+    assert sim.nsx.counters["nsx_session"] == 3
+
+
+def test_basic_auth_is_accepted_and_wrong_credentials_refused(sim: Simulator, nsx: Nsx) -> None:
+    assert nsx.call("GET", "/policy/api/v1/infra/tier-1s").json()["results"][0]["path"] == T1
+    wrong = requests.get(
+        sim.nsx_url + ROUTES, auth=("admin", "nope"), verify=str(sim.ca_pem_path), timeout=10
+    )
+    _error(wrong, 403)
+
+
+def test_patch_creates_then_updates_with_revision_checks(nsx: Nsx) -> None:
+    body = {"network": "10.9.0.0/24", "next_hops": [{"ip_address": "10.0.0.1"}], "_revision": 7}
+    assert nsx.call("PATCH", f"{ROUTES}/new", json=body).status_code == 200
+    created = nsx.call("GET", f"{ROUTES}/new").json()
+    assert created["_revision"] == 0
+    assert created["_create_time"] == int(NOW * 1000)
+    assert created["next_hops"] == [{"ip_address": "10.0.0.1", "admin_distance": 1}]
+    stale = nsx.call("PATCH", f"{ROUTES}/new", json={"display_name": "x", "_revision": 5})
+    assert _error(stale, 412)["httpStatus"] == "PRECONDITION_FAILED"
+    ok = nsx.call("PATCH", f"{ROUTES}/new", json={"display_name": "x", "_revision": 0})
+    assert ok.status_code == 200
+    updated = nsx.call("GET", f"{ROUTES}/new").json()
+    assert (updated["_revision"], updated["display_name"], updated["network"]) == (
+        1,
+        "x",
+        "10.9.0.0/24",
+    )
+    _error(nsx.call("PUT", f"{ROUTES}/new", json={**body, "_revision": None}), 412)
+    put = nsx.call("PUT", f"{ROUTES}/new", json={**body, "_revision": 1})
+    assert put.json()["_revision"] == 2
+    _error(nsx.call("PATCH", f"{ROUTES}/bad", json={"network": "nope"}), 400)
+
+
+def test_bump_revision_makes_a_stale_write_fail(sim: Simulator, nsx: Nsx) -> None:
+    assert sim.nsx.bump_revision(T1, CL1_138) == 1
+    _error(nsx.call("PATCH", f"{ROUTES}/{CL1_138}", json={"_revision": 0}), 412)
+
+
+def test_delete_statuses_and_missing_route_knob(sim: Simulator, nsx: Nsx) -> None:
+    assert nsx.call("DELETE", f"{ROUTES}/{CL1_138}").status_code == 200
+    assert sim.nsx.get_route(T1, CL1_138) is None
+    _error(nsx.call("DELETE", f"{ROUTES}/{CL1_138}"), 404)
+    sim.nsx.set_knobs(delete_missing="200", delete_status=204)
+    assert nsx.call("DELETE", f"{ROUTES}/{CL1_138}").status_code == 200
+    assert nsx.call("DELETE", f"{ROUTES}/default-route").status_code == 204
+    with pytest.raises(ValueError, match="unknown NSX simulator knob"):
+        sim.nsx.set_knobs(nope=1)
+
+
+def test_require_override_routes_need_x_allow_overwrite() -> None:
+    for sim in _sim("principal"):
+        nsx = Nsx(sim)
+        route = nsx.call("GET", f"{ROUTES}/{CL1_138}").json()
+        assert route["_protection"] == "REQUIRE_OVERRIDE"
+        _error(nsx.call("DELETE", f"{ROUTES}/{CL1_138}"), 403)
+        headers = {"X-Allow-Overwrite": "true"}
+        assert nsx.call("DELETE", f"{ROUTES}/{CL1_138}", headers=headers).status_code == 200
+        nsx.session.close()
+
+
+def _batch(*children: tuple[str, int | None, bool]) -> dict[str, Any]:
+    routes = []
+    for rid, revision, delete in children:
+        obj: dict[str, Any] = {"resource_type": "StaticRoutes", "id": rid}
+        if revision is not None:
+            obj["_revision"] = revision
+        routes.append(
+            {"resource_type": "ChildStaticRoutes", "marked_for_delete": delete, "StaticRoutes": obj}
+        )
+    return {
+        "resource_type": "Infra",
+        "children": [
+            {"resource_type": "ChildResourceReference", "target_type": "Tier1",
+             "id": "tanzu-cl1", "children": routes}
+        ],
+    }  # fmt: skip
+
+
+def test_hierarchical_delete_is_all_or_nothing(sim: Simulator, nsx: Nsx) -> None:
+    ids = [r["id"] for r in sim.nsx.routes(T1) if "172.16.13" in r["network"]]
+    assert len(ids) == 3
+    sim.nsx.bump_revision(T1, ids[1])
+    params = {"enforce_revision_check": "true"}
+    stale = _batch(*((i, 0, True) for i in ids))
+    _error(nsx.call("PATCH", "/policy/api/v1/infra", params=params, json=stale), 412)
+    assert all(sim.nsx.get_route(T1, i) for i in ids)
+    # Without the revision check the stale revision is not looked at.
+    with_missing = _batch((ids[0], 0, True), ("missing", None, True))
+    _error(nsx.call("PATCH", "/policy/api/v1/infra", json=with_missing), 404)
+    assert sim.nsx.get_route(T1, ids[0]) is not None
+    sim.nsx.hierarchical_delete_missing = "ignore"
+    assert nsx.call("PATCH", "/policy/api/v1/infra", json=with_missing).status_code == 200
+    fresh = _batch((ids[1], 1, True), (ids[2], 0, True))
+    assert nsx.call("PATCH", "/policy/api/v1/infra", params=params, json=fresh).status_code == 200
+    assert not any(sim.nsx.get_route(T1, i) for i in ids)
+    assert sim.nsx.counters["nsx_hierarchical"] == 4
+
+
+def test_hierarchical_limits_and_injected_failure(sim: Simulator, nsx: Nsx) -> None:
+    body = _batch((CL1_138, None, True), ("default-route", None, True))
+    sim.nsx.max_hierarchical_children = 1
+    _error(nsx.call("PATCH", "/policy/api/v1/infra", json=body), 400)
+    sim.nsx.max_hierarchical_children = None
+    sim.nsx.fail_hierarchical(times=1, status=500)
+    _error(nsx.call("PATCH", "/policy/api/v1/infra", json=body), 500)
+    assert sim.nsx.route_count(T1) == 8
+    assert nsx.call("PATCH", "/policy/api/v1/infra", json=body).status_code == 200
+    assert sim.nsx.route_count(T1) == 6
+
+
+def test_hierarchical_override_needed_for_principal_routes() -> None:
+    for sim in _sim("principal"):
+        nsx = Nsx(sim)
+        body = _batch((CL1_138, 0, True))
+        _error(nsx.call("PATCH", "/policy/api/v1/infra", json=body), 403)
+        headers = {"X-Allow-Overwrite": "true"}
+        assert nsx.call("PATCH", "/policy/api/v1/infra", json=body, headers=headers).ok
+        assert sim.nsx.get_route(T1, CL1_138) is None
+        nsx.session.close()
+
+
+def test_search_by_cluster_tag_with_paging(nsx: Nsx) -> None:
+    query = (
+        r"resource_type:StaticRoutes AND tags.scope:vsphere.k8s.io\/cluster-name "
+        r"AND tags.tag:kubernetes AND marked_for_delete:false"
+    )
+    pages = nsx.list_all("/policy/api/v1/search/query", query=query, page_size=4)
+    found = [r for p in pages for r in p]
+    assert [len(p) for p in pages] == [4, 2]
+    assert len({r["id"] for r in found}) == 6
+    assert all(r["resource_type"] == "StaticRoutes" for r in found)
+    none = nsx.call("GET", "/policy/api/v1/search/query", params={"query": "tags.tag:other"})
+    assert none.json() == {"results": [], "result_count": 0}
+    _error(nsx.call("GET", "/policy/api/v1/search/query", params={"query": "foo:bar"}), 400)
+
+
+def test_rate_limit_answers_429_with_the_nsx_message(sim: Simulator, nsx: Nsx) -> None:
+    sim.nsx.monotonic = lambda: 50.0  # every request falls in the same second
+    sim.nsx.rate_limit = 2
+    statuses = [nsx.call("GET", ROUTES).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    limited = nsx.call("GET", ROUTES)
+    assert (
+        limited.json()["error_message"] == "Client 'admin' exceeded request rate of 2 per second."
+    )
+    assert limited.headers["Retry-After"] == "1"
+    sim.nsx.retry_after = None
+    assert "Retry-After" not in nsx.call("GET", ROUTES).headers
+    assert sim.nsx.counters["429"] == 3
+
+
+def test_concurrency_limit_answers_503(sim: Simulator, nsx: Nsx) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def held_sleep(_: float) -> None:
+        entered.set()
+        release.wait(10)
+
+    sim.nsx.sleep = held_sleep
+    sim.nsx.set_knobs(latency=1.0, concurrency_limit=1)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(Nsx(sim).call, "GET", ROUTES)
+        assert entered.wait(10)
+        second = nsx.call("GET", ROUTES)
+        release.set()
+        assert first.result().status_code == 200
+    assert _error(second, 503)["httpStatus"] == "SERVICE_UNAVAILABLE"
+    assert sim.nsx.counters["503"] == 1
+
+
+def test_injected_page_and_delete_failures_happen_the_given_times(sim: Simulator, nsx: Nsx) -> None:
+    sim.nsx.fail_list_page(T1, 1, status=502, times=1)
+    first = nsx.call("GET", ROUTES, params={"page_size": 3}).json()
+    failed = nsx.call("GET", ROUTES, params={"page_size": 3, "cursor": first["cursor"]})
+    assert failed.status_code == 502
+    retried = nsx.call("GET", ROUTES, params={"page_size": 3, "cursor": first["cursor"]})
+    assert len(retried.json()["results"]) == 3
+    sim.nsx.fail_delete(CL1_138, status=500, times=2)
+    codes = [nsx.call("DELETE", f"{ROUTES}/{CL1_138}").status_code for _ in range(3)]
+    assert codes == [500, 500, 200]
+    assert sim.nsx.counters["nsx_list_routes"] == 3
+    assert sim.nsx.counters["nsx_delete"] == 3
+
+
+def test_projects_and_their_tier1s_are_listed() -> None:
+    for sim in _sim("project"):
+        nsx = Nsx(sim)
+        projects = nsx.call("GET", "/policy/api/v1/orgs/default/projects").json()["results"]
+        assert [p["path"] for p in projects] == ["/orgs/default/projects/dev"]
+        base = "/policy/api/v1/orgs/default/projects/dev/infra/tier-1s"
+        tier1s = nsx.call("GET", base).json()["results"]
+        assert [(t["path"], t["resource_type"]) for t in tier1s] == [
+            ("/orgs/default/projects/dev/infra/tier-1s/dev-t1", "Tier1")
+        ]
+        routes = nsx.call("GET", f"{base}/dev-t1/static-routes").json()
+        assert routes["result_count"] == 3
+        assert routes["results"][0]["parent_path"].startswith("/orgs/default/projects/dev/")
+        default = nsx.call("GET", "/policy/api/v1/infra/tier-1s").json()["results"]
+        assert [t["path"] for t in default] == [T1]
+        assert sim.nsx.counters["nsx_list_projects"] == 1
+        assert sim.nsx.counters["nsx_list_tier1s"] == 2
+        nsx.session.close()
+
+
+def test_stop_leaves_no_thread_behind_even_with_open_keep_alive_connections() -> None:
+    before = set(threading.enumerate())
+    sim = Simulator(load_scenario("seed"))
+    sim.start()
+    nsx = Nsx(sim)
+    assert nsx.call("GET", ROUTES).status_code == 200  # the connection stays open
+    kube = requests.Session()
+    kube.get(sim.kube_url("cl2") + "/version", verify=nsx.verify, timeout=10)
+    sim.stop()
+    assert set(threading.enumerate()) - before == set()
+    nsx.session.close()
+    kube.close()
