@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+import yaml
 from typer.testing import CliRunner
 
 from nsx_route_gc.cli import cli
@@ -137,3 +138,36 @@ def test_demo_runs_the_real_scan(tmp_path: Path) -> None:
     assert code == 0
     assert "Verdicts: live 3, orphaned 3, foreign 2" in out
     assert (tmp_path / "demo/reports/report.md").is_file()
+
+
+def test_tkg_config_files_supply_nsx_settings_and_retired_cidrs(tmp_path: Path) -> None:
+    """The seed article's own cl1 file tells where NSX is and which CIDR cl1 had."""
+    with Simulator(load_scenario("seed")) as sim:
+        written = sim.write_config(tmp_path / "sim")
+        sim_config = yaml.safe_load(written.read_text())
+        tkg = tmp_path / "cl1.yaml"
+        tkg.write_text(
+            "CLUSTER_NAME: cl1\n"
+            "CLUSTER_CIDR: 172.16.136.0/21\n"
+            "NSXT_POD_ROUTING_ENABLED: 'true'\n"
+            f"NSXT_MANAGER_HOST: {sim.nsx_url}\n"
+            "NSXT_ROUTER_PATH: /infra/tier-1s/tanzu-cl1\n"
+            "NSXT_USERNAME: admin\n"
+            f"NSXT_PASSWORD: {sim.nsx.password}\n"
+            'NSXT_ALLOW_UNVERIFIED_SSL: "false"\n'
+        )
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "nsx": {"ca_file": sim_config["nsx"]["ca_file"]},
+                    "clusters": sim_config["clusters"],
+                    "retired_clusters": [{"name": "cl1"}],
+                }
+            )
+        )
+        code, out, err = run("scan", "--config", str(config), "--tkg-config", str(tkg))
+    assert code == 0, err
+    assert "Verdicts: live 3, orphaned 3, foreign 2" in out
+    assert "cluster-gone" in out
+    assert sim.nsx.password not in out + err

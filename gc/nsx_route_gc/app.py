@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,10 +16,11 @@ from typing import Any
 
 import structlog
 
-from nsx_route_gc.config import Config, NsxSettings
+from nsx_route_gc.config import Config, MetricsConfig, NsxSettings
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.kube import Inventory
 from nsx_route_gc.logs import register_secret
+from nsx_route_gc.metrics import MetricsError, RunMetrics, push_run_metrics
 from nsx_route_gc.models import Action
 from nsx_route_gc.nsx import NsxClient
 from nsx_route_gc.report import RunInfo, build_report, write_reports
@@ -56,24 +58,51 @@ def bound_run(mode: str) -> Iterator[str]:
         yield run_id
 
 
-def log_summary(report: dict[str, Any] | None, exit_code: int, started: float) -> None:
-    """The one line that ends every run, with every count."""
-    fields: dict[str, Any] = {
-        "exit_code": exit_code,
-        "duration_s": round(time.monotonic() - started, 3),
-    }
+def log_summary(
+    report: dict[str, Any] | None,
+    exit_code: int,
+    started: float,
+    *,
+    metrics: MetricsConfig | None = None,
+) -> None:
+    """The one line that ends every run, with every count; then the metrics push, if any."""
+    duration = time.monotonic() - started
+    fields: dict[str, Any] = {"exit_code": exit_code, "duration_s": round(duration, 3)}
     if report is not None:
-        fields.update(
-            {f"verdict_{k.replace('-', '_')}": v for k, v in report["summary"]["verdicts"].items()}
-        )
-        fields.update(
-            {f"action_{k.replace('-', '_')}": v for k, v in report["summary"]["actions"].items()}
-        )
+        for kind in ("verdicts", "actions"):
+            prefix = kind[:-1]
+            for key, count in report["summary"][kind].items():
+                fields[f"{prefix}_{key.replace('-', '_')}"] = count
         fields["routers"] = len(report["nsx"]["routers"])
         fields["routers_unlisted"] = len(report["nsx"]["router_errors"])
         fields["clusters"] = len(report["clusters"])
         fields["clusters_failed"] = sum(1 for c in report["clusters"] if c["status"] == "failed")
     log.info("run.summary", **fields)
+    if metrics is not None and metrics.pushgateway:
+        run = run_metrics(report, exit_code, duration)
+        try:
+            push_run_metrics(metrics.pushgateway, metrics.job, run)
+        except MetricsError as exc:
+            # The run's own outcome stands; a monitoring outage is logged, not turned into a
+            # failed garbage collection.
+            log.error("metrics.push_failed", error=str(exc))
+
+
+def run_metrics(report: dict[str, Any] | None, exit_code: int, duration: float) -> RunMetrics:
+    success = exit_code in (EXIT_OK, EXIT_CHANGES)
+    if report is None:
+        return RunMetrics(duration_seconds=duration, success=success, finished_at=time.time())
+    actions = report["summary"]["actions"]
+    return RunMetrics(
+        routes=Counter((row["router_path"], row["verdict"]) for row in report["routes"]),
+        deleted=actions.get("deleted", 0),
+        delete_failed=actions.get("delete-failed", 0),
+        held=actions.get("held", 0),
+        clusters=Counter(c["status"] for c in report["clusters"]),
+        duration_seconds=duration,
+        success=success,
+        finished_at=time.time(),
+    )
 
 
 def run_scan(
@@ -94,12 +123,12 @@ def run_scan(
                 result = Scanner(config, nsx, inventory_factory(config)).scan()
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
-            log_summary(None, EXIT_FAILURE, started)
+            log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
             return Outcome(EXIT_FAILURE, error=str(exc))
         report = scan_report(config, result, run_id)
         paths = write_reports(report, report_dir) if report_dir else []
         code = scan_exit_code(result, detailed_exitcode)
-        log_summary(report, code, started)
+        log_summary(report, code, started, metrics=config.metrics)
         return Outcome(code, report, paths)
 
 

@@ -123,8 +123,16 @@ class Loaded:
     warnings: tuple[str, ...] = ()
 
 
-def load_config(path: Path, environ: Mapping[str, str]) -> Loaded:
-    """Read the YAML file at ``path`` and apply the environment's overrides."""
+def load_config(
+    path: Path,
+    environ: Mapping[str, str],
+    pod_cidrs: Mapping[str, tuple[str, ...]] | None = None,
+) -> Loaded:
+    """Read the YAML file at ``path`` and apply the environment's overrides.
+
+    ``pod_cidrs`` (from TKG configuration files) adds known pod CIDRs to the clusters and
+    retired clusters of those names.
+    """
     try:
         text = path.expanduser().read_text(encoding="utf-8")
     except OSError as exc:
@@ -137,13 +145,20 @@ def load_config(path: Path, environ: Mapping[str, str]) -> Loaded:
         raise ConfigError(f"{path}: not valid YAML{at}") from exc
     if data is None:
         data = {}
-    return build_config(data, environ, source=str(path), base_dir=path.expanduser().parent)
+    return build_config(
+        data, environ, source=str(path), base_dir=path.expanduser().parent, pod_cidrs=pod_cidrs
+    )
 
 
 def build_config(
-    data: object, environ: Mapping[str, str], *, source: str, base_dir: Path
+    data: object,
+    environ: Mapping[str, str],
+    *,
+    source: str,
+    base_dir: Path,
+    pod_cidrs: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Loaded:
-    reader = _Reader(source, base_dir)
+    reader = _Reader(source, base_dir, pod_cidrs or {})
     top = reader.mapping(data, "")
     reader.only(
         top,
@@ -172,6 +187,12 @@ def build_config(
         )
     )
     reader.unique([c.name for c in retired], "retired_clusters")
+    known = {c.name for c in clusters} | {c.name for c in retired}
+    for name in sorted(set(reader.extra_cidrs) - known):
+        reader.warnings.append(
+            f"TKG configuration of cluster {name!r} ignored: it is neither under clusters "
+            "nor under retired_clusters"
+        )
     both = {c.name for c in clusters} & {c.name for c in retired}
     if both:
         raise ConfigError(
@@ -239,9 +260,12 @@ def _is_number(text: str) -> bool:
 class _Reader:
     """Typed reads of the parsed YAML; every complaint names the file and the key."""
 
-    def __init__(self, source: str, base_dir: Path) -> None:
+    def __init__(
+        self, source: str, base_dir: Path, extra_cidrs: Mapping[str, tuple[str, ...]]
+    ) -> None:
         self.source = source
         self.base_dir = base_dir
+        self.extra_cidrs = extra_cidrs
         self.warnings: list[str] = []
 
     def fail(self, key: str, problem: str) -> ConfigError:
@@ -439,16 +463,22 @@ class _Reader:
             name=name,
             kubeconfig=kubeconfig,
             context=self.optional_string(data.get("context"), f"{key}.context"),
-            pod_cidrs=self.cidrs(data.get("pod_cidrs"), f"{key}.pod_cidrs"),
+            pod_cidrs=self.with_extra(name, self.cidrs(data.get("pod_cidrs"), f"{key}.pod_cidrs")),
         )
+
+    def with_extra(self, name: str, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        extra = tuple(c for c in self.extra_cidrs.get(name, ()) if c not in cidrs)
+        return cidrs + extra
 
     def retired(self, value: object, key: str) -> RetiredCluster:
         data = self.mapping(value, key)
         self.only(data, key, {"name", "pod_cidrs"})
         name = self.string(data.get("name"), f"{key}.name")
-        cidrs = self.cidrs(data.get("pod_cidrs"), f"{key}.pod_cidrs")
+        cidrs = self.with_extra(name, self.cidrs(data.get("pod_cidrs"), f"{key}.pod_cidrs"))
         if not cidrs:
-            raise self.fail(f"{key}.pod_cidrs", "a retired cluster needs its pod CIDRs")
+            raise self.fail(
+                f"{key}.pod_cidrs", "a retired cluster needs its pod CIDRs (or its --tkg-config)"
+            )
         return RetiredCluster(name, cidrs)
 
     def cluster_api(self, value: object) -> ClusterApiConfig:
