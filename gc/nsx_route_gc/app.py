@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from nsx_route_gc.capi import build_discovery
 from nsx_route_gc.config import Config, MetricsConfig, NsxSettings
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.kube import Inventory
@@ -24,7 +25,7 @@ from nsx_route_gc.metrics import MetricsError, RunMetrics, push_run_metrics
 from nsx_route_gc.models import Action
 from nsx_route_gc.nsx import NsxClient
 from nsx_route_gc.report import RunInfo, build_report, write_reports
-from nsx_route_gc.scan import ClusterSource, Scanner, ScanResult, utc_now
+from nsx_route_gc.scan import ClusterDiscovery, ClusterSource, Scanner, ScanResult, utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,7 @@ EXIT_CHANGES = 3
 
 NsxFactory = Callable[[NsxSettings], Any]
 InventoryFactory = Callable[[Config], ClusterSource]
+DiscoveryFactory = Callable[[Config], ClusterDiscovery | None]
 
 
 def default_inventory(config: Config) -> ClusterSource:
@@ -112,6 +114,7 @@ def run_scan(
     detailed_exitcode: bool = False,
     nsx_factory: NsxFactory = NsxClient,
     inventory_factory: InventoryFactory = default_inventory,
+    discovery_factory: DiscoveryFactory = build_discovery,
 ) -> Outcome:
     started = time.monotonic()
     if config.nsx.password is not None:
@@ -120,7 +123,10 @@ def run_scan(
         report = None
         try:
             with nsx_factory(config.nsx) as nsx:
-                result = Scanner(config, nsx, inventory_factory(config)).scan()
+                scanner = Scanner(
+                    config, nsx, inventory_factory(config), discovery=discovery_factory(config)
+                )
+                result = scanner.scan()
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
             log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
