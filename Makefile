@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' gc/nsx_route_gc/__init__.py)
 
 .PHONY: test lint typecheck pytest demo bench image clean
 
@@ -14,8 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gc tests
-	$(BIN)/ruff format --check gc tests
+	$(BIN)/ruff check gc tests bench
+	$(BIN)/ruff format --check gc tests bench
+	$(BIN)/yamllint -s cronjob.yaml .yamllint.yaml
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -27,6 +30,10 @@ test: lint typecheck pytest
 
 demo: $(STAMP)
 	$(BIN)/nsx-route-gc demo
+
+# No container engine on our own machines: this builds wherever docker exists.
+image:
+	docker build -t nsx-route-gc:$(VERSION) .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -17,6 +17,7 @@ from nsx_route_gc.config import Config, load_config, parse_duration
 from nsx_route_gc.errors import ConfigError, RouteGcError
 from nsx_route_gc.render import to_terminal
 from nsx_route_gc.restore import run_restore
+from nsx_route_gc.tkg import merge_tkg, read_tkg_config
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,17 @@ ConfigOption = Annotated[
     Path,
     typer.Option("--config", "-c", help="Configuration YAML (see README).", show_default=False),
 ]
+TkgOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--tkg-config",
+        help=(
+            "A TKG cluster configuration file (repeatable): NSXT_* settings and "
+            "CLUSTER_NAME/CLUSTER_CIDR; the configuration file and environment win."
+        ),
+        show_default=False,
+    ),
+]
 ReportDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -50,8 +62,11 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _load(path: Path) -> Config:
-    loaded = load_config(path, os.environ)
+def _load(path: Path, tkg_files: list[Path] | None = None) -> Config:
+    """The configuration file, under the environment, over any TKG configuration files."""
+    merged = merge_tkg([read_tkg_config(f) for f in tkg_files or []])
+    environ = {**merged.environ, **os.environ}
+    loaded = load_config(path, environ, merged.pod_cidrs)
     if loaded.config.nsx.password is not None:
         logs.register_secret(loaded.config.nsx.password.reveal())
     for warning in loaded.warnings:
@@ -123,6 +138,7 @@ def scan(
             help="Exit 3 when the scan completed and found routes to delete.",
         ),
     ] = False,
+    tkg_config: TkgOption = None,
 ) -> None:
     """Dry run: judge every route and report; nothing is changed.
 
@@ -133,7 +149,7 @@ def scan(
 
     def body() -> int:
         outcome = app.run_scan(
-            _load(config), report_dir=report_dir, detailed_exitcode=detailed_exitcode
+            _load(config, tkg_config), report_dir=report_dir, detailed_exitcode=detailed_exitcode
         )
         _print_outcome(outcome)
         return outcome.exit_code
@@ -191,6 +207,7 @@ def apply_command(
         int,
         typer.Option("--batch-size", min=1, help="Routes per hierarchical delete call."),
     ] = 100,
+    tkg_config: TkgOption = None,
 ) -> None:
     """Delete orphaned routes: each re-read and re-judged first, then deleted and confirmed gone.
 
@@ -205,7 +222,7 @@ def apply_command(
         except ValueError as exc:
             _fail(f"--max-plan-age: {exc}", app.EXIT_USAGE)
         outcome = run_apply(
-            _load(config),
+            _load(config, tkg_config),
             confirm=confirm,
             plan_path=plan,
             report_dir=report_dir,
@@ -234,6 +251,7 @@ def restore_command(
     ] = None,
     report_dir: ReportDirOption = None,
     yes: YesOption = False,
+    tkg_config: TkgOption = None,
 ) -> None:
     """Recreate routes an apply run deleted, from the original bodies in its report.
 
@@ -244,7 +262,7 @@ def restore_command(
     def body() -> int:
         confirm = _confirmation(yes, "restore")
         outcome = run_restore(
-            _load(config),
+            _load(config, tkg_config),
             report_path=from_report,
             confirm=confirm,
             route_ids=route or (),

@@ -35,7 +35,7 @@ def _owner(row: Row) -> str:
 def _route_table(rows: Sequence[Row], *, with_action: bool = False) -> list[str]:
     headers = ["router", "route id", "network", "next hops", "created", "reason", "cluster/node"]
     if with_action:
-        headers += ["action", "hold reason"]
+        headers += ["action", "hold reason / error / note"]
     body = []
     for r in rows:
         cells: list[object] = [
@@ -48,7 +48,7 @@ def _route_table(rows: Sequence[Row], *, with_action: bool = False) -> list[str]
             _owner(r),
         ]
         if with_action:
-            cells += [r["action"], r["hold_reason"] or r.get("error")]
+            cells += [r["action"], r["hold_reason"] or r.get("error") or r.get("note")]
         body.append(cells)
     return _table(headers, body)
 
@@ -135,8 +135,9 @@ def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
         lines.append("")
         lines.append("Routes to delete:" if report["mode"] == "scan" else "Routes acted on:")
         for r in acted:
-            extra = f" [{r['action']}: {r['hold_reason']}]" if r["hold_reason"] else ""
-            if report["mode"] != "scan" and not r["hold_reason"]:
+            detail = r["hold_reason"] or r.get("error") or r.get("note")
+            extra = f" [{r['action']}: {detail}]" if detail else ""
+            if report["mode"] != "scan" and not detail:
                 extra = f" [{r['action']}]"
             lines.append(
                 f"  {r['router_path']}  {r['network']:<18}  {r['id']}  {r['reason']}{extra}"

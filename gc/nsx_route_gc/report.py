@@ -45,6 +45,7 @@ ROW_FIELDS = (
     "action",
     "hold_reason",
     "error",
+    "note",
     "revision",
     "protection",
     "nsx_object",
@@ -84,7 +85,9 @@ def iso_ms(epoch_ms: int | None) -> str | None:
     return iso(datetime.fromtimestamp(epoch_ms / 1000, tz=UTC))
 
 
-def route_row(v: RouteVerdict, *, error: str | None = None) -> dict[str, Any]:
+def route_row(
+    v: RouteVerdict, *, error: str | None = None, note: str | None = None
+) -> dict[str, Any]:
     r = v.route
     return {
         "router_path": r.router_path,
@@ -106,6 +109,7 @@ def route_row(v: RouteVerdict, *, error: str | None = None) -> dict[str, Any]:
         "action": v.action.value,
         "hold_reason": v.hold_reason,
         "error": error,
+        "note": note,
         "revision": r.revision,
         "protection": r.protection,
         "nsx_object": None if v.verdict is Verdict.FOREIGN else r.nsx_object,

@@ -62,6 +62,8 @@ def handle(state: NsxState, req: Request) -> Response:
 
 
 def _classify(req: Request) -> tuple[str, re.Match[str] | None]:
+    if req.path == "/api/session/destroy":
+        return "nsx_session_destroy", None
     if req.path in (f"{API}/search/query", f"{API}/search"):
         return "nsx_search", None
     if req.path == f"{API}/orgs/default/projects":

@@ -1,0 +1,382 @@
+"""``apply``: delete orphaned routes, from a fresh scan or from an approved saved plan.
+
+A route is deleted only when *both* hold at the moment of deletion: it is in the plan (the
+fresh scan's, or the approved report's) and a fresh judgement still calls it orphaned and
+deletable under the current policy. So ``apply --plan`` scans again too (only the routers the
+plan touches), and a planned route is held when the fresh scan sees it differently:
+``changed-since-plan`` (``_revision`` moved), ``no-longer-orphaned``, a policy hold (keep-list,
+protection tag, ``REQUIRE_OVERRIDE``, grace period) or a blast-radius limit. Orphans the plan
+does not name are never deleted (``not-in-plan``).
+
+Returns an :class:`~nsx_route_gc.app.Outcome`; printing, prompting and exiting are the CLI's.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nsx_route_gc.app import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    DiscoveryFactory,
+    InventoryFactory,
+    NsxFactory,
+    Outcome,
+    bound_run,
+    default_inventory,
+    log_summary,
+)
+from nsx_route_gc.capi import build_discovery
+from nsx_route_gc.config import Config
+from nsx_route_gc.deleter import DEFAULT_BATCH_SIZE, Deleter, DeletionResult
+from nsx_route_gc.errors import NsxError, PlanError
+from nsx_route_gc.logs import register_secret
+from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
+from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report, route_row, write_reports
+from nsx_route_gc.saved_plan import DEFAULT_MAX_AGE, PlannedDeletion, SavedPlan, load_plan
+from nsx_route_gc.scan import (
+    ClusterDiscovery,
+    ClusterSource,
+    RouteSource,
+    Scanner,
+    ScanResult,
+    utc_now,
+)
+
+log = structlog.get_logger(__name__)
+
+Confirm = Callable[[dict[str, int]], bool]
+Key = tuple[str, str]
+
+
+@dataclass
+class Prepared:
+    """The fresh judgement, narrowed to what this run may delete."""
+
+    scan: ScanResult
+    verdicts: list[RouteVerdict]  # every row of the fresh scan, candidates included
+    candidates: list[RouteVerdict]  # to delete now
+    planned: set[Key]  # what the plan asked for: every one must end deleted for exit 0
+    extra_rows: list[dict[str, Any]] = field(default_factory=list)  # planned, not listed now
+    limit_holds: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _OnlyRouters:
+    """The NSX client, but scanning only the routers a saved plan touches."""
+
+    def __init__(self, nsx: RouteSource, routers: Sequence[str]) -> None:
+        self.nsx = nsx
+        self.routers = list(routers)
+
+    def list_routers(self) -> list[str]:
+        return list(self.routers)
+
+    def list_routes(self, router_path: str) -> list[Route]:
+        return self.nsx.list_routes(router_path)
+
+
+def run_apply(
+    config: Config,
+    *,
+    confirm: Confirm,
+    plan_path: Path | None = None,
+    report_dir: Path | None = None,
+    max_plan_age: timedelta = DEFAULT_MAX_AGE,
+    allow_old_plan: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    nsx_factory: NsxFactory = NsxClient,
+    inventory_factory: InventoryFactory = default_inventory,
+    discovery_factory: DiscoveryFactory = build_discovery,
+    clock: Callable[[], datetime] = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    started = time.monotonic()
+    if config.nsx.password is not None:
+        register_secret(config.nsx.password.reveal())
+    with bound_run("apply") as run_id:
+        saved = None
+        if plan_path is not None:
+            try:
+                saved = load_plan(
+                    plan_path,
+                    nsx_host=config.nsx.host,
+                    now=clock(),
+                    max_age=max_plan_age,
+                    allow_old=allow_old_plan,
+                )
+            except PlanError as exc:
+                log.error("plan.refused", plan=str(plan_path), error=str(exc))
+                log_summary(None, EXIT_USAGE, started, metrics=config.metrics)
+                return Outcome(EXIT_USAGE, error=str(exc))
+            log.info(
+                "plan.loaded",
+                plan=str(plan_path),
+                deletions=len(saved.deletions),
+                plan_sha256=saved.plan_sha256,
+            )
+        if report_dir is None:
+            log.warning("apply.no_report_dir", hint="deleted bodies are only in the logs")
+        try:
+            with nsx_factory(config.nsx) as nsx:
+                inventory = inventory_factory(config)
+                discovery = discovery_factory(config)
+                if saved is None:
+                    scanner = Scanner(config, nsx, inventory, discovery=discovery, clock=clock)
+                    prepared = prepare_fresh(config, scanner)
+                else:
+                    prepared = prepare_saved(config, saved, nsx, inventory, clock, discovery)
+                counts = dict(Counter(v.route.router_path for v in prepared.candidates))
+                if counts and not confirm(counts):
+                    log.warning("apply.cancelled", routes=sum(counts.values()))
+                    log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
+                    return Outcome(EXIT_FAILURE, error="apply cancelled: nothing was deleted")
+                deleter = Deleter(
+                    nsx,
+                    allow_overwrite=config.policy.allow_overwrite,
+                    batch_size=batch_size,
+                    sleep=sleep,
+                )
+                results = deleter.delete(prepared.candidates)
+        except NsxError as exc:
+            log.error("run.failed", error=str(exc))
+            log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
+            return Outcome(EXIT_FAILURE, error=str(exc))
+        report = apply_report(config, prepared, results, saved, run_id, clock(), batch_size)
+        paths = write_reports(report, report_dir) if report_dir else []
+        code = EXIT_FAILURE if report["errors"] else EXIT_OK
+        log_summary(report, code, started, metrics=config.metrics)
+        return Outcome(code, report, paths)
+
+
+def prepare_fresh(config: Config, scanner: Scanner) -> Prepared:
+    """The CronJob's mode: the fresh scan is the plan; judgement already applied the limits."""
+    result = scanner.scan()
+    candidates = list(result.plan.deletions)
+    return Prepared(
+        scan=result,
+        verdicts=list(result.plan.verdicts),
+        candidates=candidates,
+        planned={_key(v) for v in candidates},
+        limit_holds=list(result.plan.limit_holds),
+    )
+
+
+def prepare_saved(
+    config: Config,
+    saved: SavedPlan,
+    nsx: RouteSource,
+    inventory: ClusterSource,
+    clock: Callable[[], datetime],
+    discovery: ClusterDiscovery | None = None,
+) -> Prepared:
+    """Intersect the approved plan with a fresh judgement of the routers it touches."""
+    # Limits are applied below to what this run would delete, not to every fresh orphan.
+    unlimited = replace(
+        config,
+        policy=replace(config.policy, max_deletes=sys.maxsize, max_delete_percent=100.0),
+    )
+    scope = set(config.nsx.routers)
+    routers = [r for r in saved.routers if not scope or r in scope]
+    only = _OnlyRouters(nsx, routers)
+    result = Scanner(unlimited, only, inventory, discovery=discovery, clock=clock).scan()
+    planned = {d.key: d for d in saved.deletions}
+    listed = {r.path for r in result.plan.routers if r.listed}
+    verdicts: list[RouteVerdict] = []
+    candidates: list[RouteVerdict] = []
+    seen: set[Key] = set()
+    for fresh in result.plan.verdicts:
+        deletion = planned.get(_key(fresh))
+        if deletion is not None:
+            seen.add(deletion.key)
+        v = _against_plan(fresh, deletion, saved.source)
+        if deletion is not None and v.action is Action.DELETE:
+            candidates.append(v)
+        verdicts.append(v)
+    extra_rows = []
+    for deletion in saved.deletions:
+        if deletion.key in seen:
+            continue
+        router = deletion.router_path
+        if scope and router not in scope:
+            extra_rows.append(
+                _plan_row(
+                    deletion.row,
+                    Action.HELD,
+                    hold=f"out-of-scope: {router} is not in nsx.routers of {config.source}",
+                )
+            )
+        elif router not in listed:
+            extra_rows.append(
+                _plan_row(
+                    deletion.row,
+                    Action.HELD,
+                    hold=f"not-rechecked: router {router} could not be listed",
+                )
+            )
+        else:
+            extra_rows.append(
+                _plan_row(
+                    deletion.row,
+                    Action.DELETED,
+                    note="already-gone: not on the router when it was listed again",
+                )
+            )
+            log.info("route.deleted", router=router, route=deletion.id, note="already-gone")
+    managed = Counter(v.route.router_path for v in verdicts if v.verdict is not Verdict.FOREIGN)
+    kept, limit_holds = apply_limits(candidates, managed, config)
+    candidate_keys = {_key(v) for v in candidates}
+    kept_keys = {_key(v) for v in kept}
+    holds = dict(limit_holds)
+    verdicts = [
+        _hold(v, holds.get(v.route.router_path) or holds["*"])
+        if _key(v) in candidate_keys and _key(v) not in kept_keys
+        else v
+        for v in verdicts
+    ]
+    return Prepared(result, verdicts, kept, set(planned), extra_rows, limit_holds)
+
+
+def _against_plan(v: RouteVerdict, deletion: PlannedDeletion | None, source: Path) -> RouteVerdict:
+    """A fresh verdict, held unless the plan approved this very route at this revision."""
+    if deletion is None:
+        if v.action is Action.DELETE:
+            return _hold(v, f"not-in-plan: orphaned, but not approved in {source}")
+        return v
+    if v.route.revision != deletion.revision:
+        return _hold(
+            v,
+            f"changed-since-plan: _revision {deletion.revision} in the plan, "
+            f"{v.route.revision} now",
+        )
+    if v.verdict is not Verdict.ORPHANED:
+        return _hold(v, f"no-longer-orphaned: now {v.verdict.value}: {v.reason}")
+    return v  # deletable, or held by the current policy with judgement's reason
+
+
+def apply_limits(
+    candidates: Sequence[RouteVerdict], managed: Counter[str], config: Config
+) -> tuple[list[RouteVerdict], list[tuple[str, str]]]:
+    """The blast-radius limits on what is about to be deleted: all or nothing per router
+    (``max_delete_percent`` of its managed routes), then all or nothing per run
+    (``max_deletes``). The same rules and wording as judgement's."""
+    policy = config.policy
+    holds: list[tuple[str, str]] = []
+    per_router = Counter(v.route.router_path for v in candidates)
+    blocked = set()
+    for router, deleting in per_router.items():
+        total = managed.get(router, 0) or deleting
+        percent = 100.0 * deleting / total
+        if percent > policy.max_delete_percent:
+            blocked.add(router)
+            holds.append(
+                (
+                    router,
+                    f"max-delete-percent: {deleting} of {total} managed routes on {router} "
+                    f"({percent:.0f}%) > {policy.max_delete_percent:g}%",
+                )
+            )
+    kept = [v for v in candidates if v.route.router_path not in blocked]
+    if len(kept) > policy.max_deletes:
+        holds.append(
+            ("*", f"max-deletes: {len(kept)} deletions > max_deletes {policy.max_deletes}")
+        )
+        kept = []
+    for router, why in holds:
+        log.warning("router.deletions_held", router=router, reason=why)
+    return kept, holds
+
+
+def apply_report(
+    config: Config,
+    prepared: Prepared,
+    results: Sequence[DeletionResult],
+    saved: SavedPlan | None,
+    run_id: str,
+    finished: datetime,
+    batch_size: int,
+) -> dict[str, Any]:
+    by_key = {r.key: r for r in results}
+    rows: list[dict[str, Any]] = []
+    for v in prepared.verdicts:
+        result = by_key.get(_key(v))
+        if result is None:
+            rows.append(route_row(v))
+        else:
+            rows.append(route_row(result.verdict, error=result.error, note=result.note))
+    rows.extend(prepared.extra_rows)
+    for row in rows:
+        key = (row["router_path"], row["id"])
+        # The deleter logged its own holds; these are the ones decided before deleting.
+        if row["action"] == Action.HELD.value and key in prepared.planned and key not in by_key:
+            log.warning(
+                "route.held", router=row["router_path"], route=row["id"], reason=row["hold_reason"]
+            )
+    planned_rows = [r for r in rows if (r["router_path"], r["id"]) in prepared.planned]
+    not_done = [r for r in planned_rows if r["action"] != Action.DELETED.value]
+    errors = list(prepared.scan.failures)
+    errors += [f"deletions held on {r}: {why}" for r, why in prepared.limit_holds]
+    failed = [r for r in not_done if r["action"] == Action.DELETE_FAILED.value]
+    if failed:
+        errors.append(f"{len(failed)} deletion(s) failed")
+    held = [r for r in not_done if r["action"] == Action.HELD.value]
+    if held:
+        errors.append(f"{len(held)} planned deletion(s) held")
+    scan = prepared.scan
+    info = RunInfo(
+        mode="apply",
+        started_at=scan.started_at,
+        finished_at=finished,
+        nsx_host=config.nsx.host,
+        config_source=config.source,
+        run_id=run_id,
+    )
+    plan = Plan(scan.plan.routers, scan.plan.clusters, (), tuple(prepared.limit_holds))
+    report = build_report(info, plan, errors=_unique(errors), rows=rows)
+    deleted = [r for r in planned_rows if r["action"] == Action.DELETED.value]
+    already = [r for r in deleted if (r["note"] or "").startswith("already-gone")]
+    report["apply"] = {
+        "source": str(saved.source) if saved else "fresh-scan",
+        "plan_sha256": saved.plan_sha256 if saved else None,
+        "plan_finished_at": saved.finished_at.isoformat() if saved else None,
+        "batch_size": batch_size,
+        "planned": len(prepared.planned),
+        "deleted": len(deleted) - len(already),
+        "already_gone": len(already),
+        "held": len(held),
+        "failed": len(failed),
+    }
+    return report
+
+
+def _key(v: RouteVerdict) -> Key:
+    return (v.route.router_path, v.route.id)
+
+
+def _hold(v: RouteVerdict, reason: str) -> RouteVerdict:
+    return replace(v, action=Action.HELD, hold_reason=reason)
+
+
+def _plan_row(
+    row: dict[str, Any], action: Action, *, hold: str | None = None, note: str | None = None
+) -> dict[str, Any]:
+    out = {f: row.get(f) for f in ROW_FIELDS}
+    out.update(action=action.value, hold_reason=hold, error=None, note=note)
+    for key in ("next_hops", "tags", "checked_clusters"):
+        if not isinstance(out[key], list):
+            out[key] = []
+    return out
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,284 @@
+"""``restore``: put routes an apply run deleted back, from the bodies kept in its report.
+
+Each route is recreated with PATCH of its original body minus the read-only fields. A route
+that exists again with the same id is never overwritten: identical content means there is
+nothing to do, different content is held (``exists-with-different-content``) for a human.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from nsx_route_gc.app import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    NsxFactory,
+    Outcome,
+    bound_run,
+    log_summary,
+)
+from nsx_route_gc.config import Config
+from nsx_route_gc.deleter import REQUIRE_OVERRIDE, marked_for_delete
+from nsx_route_gc.errors import NsxError, PlanError
+from nsx_route_gc.logs import register_secret
+from nsx_route_gc.models import Action, Plan, Route, RouterListing
+from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report, write_reports
+from nsx_route_gc.saved_plan import check_host, read_report
+from nsx_route_gc.scan import utc_now
+
+log = structlog.get_logger(__name__)
+
+# Fields NSX computes or owns; sending them back is refused or ignored. Every ``_`` field too.
+READ_ONLY_FIELDS = frozenset(
+    {
+        "path",
+        "parent_path",
+        "relative_path",
+        "unique_id",
+        "marked_for_delete",
+        "overridden",
+        "realization_id",
+        "remote_path",
+        "origin_site_id",
+        "owner_id",
+        "children",
+    }
+)
+
+
+class RouteRestorer(Protocol):
+    """The NSX calls restore needs (``NsxClient`` has them)."""
+
+    def get_route(self, route_path: str) -> Route | None: ...
+
+    def patch_route(
+        self, route_path: str, body: dict[str, Any], *, allow_overwrite: bool = False
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ToRestore:
+    row: dict[str, Any]  # the apply report's row
+    path: str
+    body: dict[str, Any] | None  # the original NSX object
+
+    @property
+    def router_path(self) -> str:
+        return str(self.row["router_path"])
+
+
+@dataclass(frozen=True)
+class Restored:
+    item: ToRestore
+    action: Action
+    hold_reason: str | None = None
+    error: str | None = None
+    note: str | None = None
+    revision: int | None = None
+
+
+def restorable_body(original: dict[str, Any]) -> dict[str, Any]:
+    """The original body without what NSX computes: what a PATCH may send."""
+    return {
+        k: v for k, v in original.items() if not k.startswith("_") and k not in READ_ONLY_FIELDS
+    }
+
+
+def content(obj: dict[str, Any]) -> tuple[object, ...]:
+    """What makes two routes with one id the same route: network, next hops, tags."""
+    network: object = obj.get("network")
+    with contextlib.suppress(ValueError):  # not a CIDR: compared as written
+        network = ipaddress.ip_network(str(network), strict=False)
+    hops = sorted(
+        (str(h.get("ip_address")), int(h.get("admin_distance") or 1))
+        for h in obj.get("next_hops") or []
+        if isinstance(h, dict)
+    )
+    tags = sorted(
+        (str(t.get("scope", "")), str(t.get("tag", "")))
+        for t in obj.get("tags") or []
+        if isinstance(t, dict)
+    )
+    return (network, tuple(hops), tuple(tags))
+
+
+def load_restore(path: Path, *, nsx_host: str, route_ids: Sequence[str]) -> list[ToRestore]:
+    """The deleted rows of an apply report, optionally only ``route_ids``; PlanError if the
+    report is unusable, of another NSX manager, or does not know one of the ids."""
+    report = read_report(path, mode="apply")
+    check_host(path, report, nsx_host)
+    deleted = [r for r in report["routes"] if r["action"] == Action.DELETED.value]
+    if route_ids:
+        known = {r["id"] for r in deleted}
+        unknown = [i for i in route_ids if i not in known]
+        if unknown:
+            raise PlanError(f"{path}: no deleted route with id {unknown[0]} in this report")
+        wanted = set(route_ids)
+        deleted = [r for r in deleted if r["id"] in wanted]
+    items = []
+    for row in deleted:
+        route_path = f"{row['router_path']}/static-routes/{row['id']}"
+        body = row.get("nsx_object")
+        if body is not None and (not isinstance(body, dict) or body.get("id") != row["id"]):
+            raise PlanError(f"{path}: route {row['id']}: nsx_object is not this route's body")
+        items.append(ToRestore(row, route_path, body))
+    return items
+
+
+def run_restore(
+    config: Config,
+    *,
+    report_path: Path,
+    confirm: Callable[[dict[str, int]], bool],
+    route_ids: Sequence[str] = (),
+    report_dir: Path | None = None,
+    nsx_factory: NsxFactory = NsxClient,
+    clock: Callable[[], datetime] = utc_now,
+) -> Outcome:
+    started_clock = time.monotonic()
+    started = clock()
+    if config.nsx.password is not None:
+        register_secret(config.nsx.password.reveal())
+    with bound_run("restore") as run_id:
+        try:
+            items = load_restore(report_path, nsx_host=config.nsx.host, route_ids=route_ids)
+        except PlanError as exc:
+            log.error("restore.refused", report=str(report_path), error=str(exc))
+            log_summary(None, EXIT_USAGE, started_clock, metrics=config.metrics)
+            return Outcome(EXIT_USAGE, error=str(exc))
+        counts = dict(Counter(item.router_path for item in items))
+        if counts and not confirm(counts):
+            log.warning("restore.cancelled", routes=len(items))
+            log_summary(None, EXIT_FAILURE, started_clock, metrics=config.metrics)
+            return Outcome(EXIT_FAILURE, error="restore cancelled: nothing was changed")
+        try:
+            with nsx_factory(config.nsx) as nsx:
+                results = [_restore_one(nsx, item, config.policy.allow_overwrite) for item in items]
+        except NsxError as exc:
+            log.error("run.failed", error=str(exc))
+            log_summary(None, EXIT_FAILURE, started_clock, metrics=config.metrics)
+            return Outcome(EXIT_FAILURE, error=str(exc))
+        report = restore_report(config, results, report_path, run_id, started, clock())
+        paths = write_reports(report, report_dir) if report_dir else []
+        code = EXIT_FAILURE if report["errors"] else EXIT_OK
+        log_summary(report, code, started_clock, metrics=config.metrics)
+        return Outcome(code, report, paths)
+
+
+def _restore_one(nsx: RouteRestorer, item: ToRestore, allow_overwrite: bool) -> Restored:
+    fields = {"router": item.router_path, "route": item.row["id"]}
+    result = _attempt(nsx, item, allow_overwrite)
+    if result.action is Action.RESTORED:
+        log.info("route.restored", note=result.note, **fields)
+    elif result.error:
+        log.error("route.restore_failed", error=result.error, **fields)
+    else:
+        log.warning("route.held", reason=result.hold_reason, **fields)
+    return result
+
+
+def _attempt(nsx: RouteRestorer, item: ToRestore, allow_overwrite: bool) -> Restored:
+    if item.body is None:
+        return Restored(item, Action.HELD, "no-original-body: the report kept no body to restore")
+    wanted = content(item.body)
+    try:
+        current = nsx.get_route(item.path)
+    except NsxError as exc:
+        return _failed(item, f"reading the route before restoring failed: {exc}")
+    if current is not None:
+        existing = current.nsx_object or {}
+        if marked_for_delete(current):
+            return Restored(
+                item, Action.HELD, "being-deleted: marked_for_delete, restore again once gone"
+            )
+        if content(existing) == wanted:
+            return Restored(
+                item,
+                Action.RESTORED,
+                note="already-present: a route with this id and content exists",
+                revision=current.revision,
+            )
+        return Restored(
+            item,
+            Action.HELD,
+            "exists-with-different-content: a route with this id exists with other "
+            "network, next hops or tags; not overwritten",
+        )
+    overwrite = allow_overwrite and item.body.get("_protection") == REQUIRE_OVERRIDE
+    try:
+        nsx.patch_route(item.path, restorable_body(item.body), allow_overwrite=overwrite)
+        after = nsx.get_route(item.path)
+    except NsxError as exc:
+        return _failed(item, str(exc))
+    if after is None or content(after.nsx_object or {}) != wanted:
+        return _failed(item, "the route is not present as sent after the PATCH")
+    return Restored(item, Action.RESTORED, note="restored", revision=after.revision)
+
+
+def _failed(item: ToRestore, error: str) -> Restored:
+    return Restored(item, Action.HELD, "restore-failed", error=error)
+
+
+def restore_report(
+    config: Config,
+    results: Sequence[Restored],
+    source: Path,
+    run_id: str,
+    started: datetime,
+    finished: datetime,
+) -> dict[str, Any]:
+    rows = []
+    for r in results:
+        row = {f: r.item.row.get(f) for f in ROW_FIELDS}
+        for key in ("next_hops", "tags", "checked_clusters"):
+            if not isinstance(row[key], list):
+                row[key] = []
+        row.update(
+            action=r.action.value,
+            hold_reason=r.hold_reason,
+            error=r.error,
+            note=r.note,
+            revision=r.revision,
+            nsx_object=r.item.body,
+        )
+        rows.append(row)
+    failed = [r for r in results if r.error]
+    held = [r for r in results if r.action is Action.HELD and not r.error]
+    errors = []
+    if failed:
+        errors.append(f"{len(failed)} restore(s) failed")
+    if held:
+        errors.append(f"{len(held)} route(s) not restored (held)")
+    routers = sorted({r.item.router_path for r in results})
+    info = RunInfo(
+        mode="restore",
+        started_at=started,
+        finished_at=finished,
+        nsx_host=config.nsx.host,
+        config_source=config.source,
+        run_id=run_id,
+    )
+    plan = Plan(tuple(RouterListing(p) for p in routers), (), ())
+    report = build_report(info, plan, errors=errors, rows=rows)
+    restored = [r for r in results if r.action is Action.RESTORED]
+    report["restore"] = {
+        "source": str(source),
+        "selected": len(results),
+        "restored": sum(1 for r in restored if r.note == "restored"),
+        "already_present": sum(1 for r in restored if r.note != "restored"),
+        "held": len(held),
+        "failed": len(failed),
+    }
+    return report

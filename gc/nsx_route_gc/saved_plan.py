@@ -1,0 +1,191 @@
+"""A saved scan report read back as the plan that ``apply --plan`` may carry out.
+
+The checks here are about the document, before NSX is contacted: it is a scan report of this
+NSX manager, its ``plan_sha256`` matches its rows (nothing was edited since the scan wrote
+it), and it is recent enough. The digest is an integrity check against edits and mix-ups,
+not a signature: the change ticket's approval is what makes the plan authoritative.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from nsx_route_gc.errors import PlanError
+from nsx_route_gc.models import Action, Verdict, plan_sha256
+from nsx_route_gc.report import SCHEMA_VERSION, deletion_key
+
+DEFAULT_MAX_AGE = timedelta(hours=24)
+# A plan stamped this far in the future is taken as a clock or editing mistake, not as fresh.
+CLOCK_SKEW = timedelta(minutes=5)
+_TIER1 = re.compile(r"^(?:/orgs/[^/]+/projects/[^/]+)?/infra/tier-1s/[^/]+$")
+
+
+@dataclass(frozen=True)
+class PlannedDeletion:
+    """One route the plan deletes, with the evidence the scan recorded for it."""
+
+    router_path: str
+    id: str
+    path: str
+    revision: int | None
+    network: str
+    nsx_object: dict[str, Any] | None
+    row: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.router_path, self.id)
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    source: Path
+    nsx_host: str
+    finished_at: datetime
+    plan_sha256: str
+    deletions: tuple[PlannedDeletion, ...]
+
+    @property
+    def routers(self) -> list[str]:
+        return sorted({d.router_path for d in self.deletions})
+
+
+def host_key(host: str) -> str:
+    """An NSX host as operators write it, reduced so that equal managers compare equal."""
+    text = host.strip().lower().removeprefix("https://").rstrip("/")
+    return text.removesuffix(":443")
+
+
+def read_report(path: Path, *, mode: str) -> dict[str, Any]:
+    """A report.json of the given ``mode``, checked for the fields every report has."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        report = json.loads(text)
+    except ValueError as exc:
+        raise PlanError(f"{path}: not valid JSON") from exc
+    if not isinstance(report, dict):
+        raise PlanError(f"{path}: not a nsx-route-gc report (expected a JSON object)")
+    version = report.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise PlanError(f"{path}: schema_version {version!r} is not supported (expected 1)")
+    if report.get("mode") != mode:
+        raise PlanError(f"{path}: a {report.get('mode')!r} report, expected a {mode!r} report")
+    nsx = report.get("nsx")
+    if not isinstance(nsx, dict) or not isinstance(nsx.get("host"), str) or not nsx["host"]:
+        raise PlanError(f"{path}: missing nsx.host")
+    routes = report.get("routes")
+    if not isinstance(routes, list):
+        raise PlanError(f"{path}: missing routes list")
+    for i, row in enumerate(routes):
+        _check_row(path, i, row)
+    return report
+
+
+def check_host(path: Path, report: dict[str, Any], nsx_host: str) -> None:
+    planned = report["nsx"]["host"]
+    if host_key(planned) != host_key(nsx_host):
+        raise PlanError(
+            f"{path}: made against NSX manager {planned}, "
+            f"but the configuration points at {nsx_host}"
+        )
+
+
+def load_plan(
+    path: Path,
+    *,
+    nsx_host: str,
+    now: datetime,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    allow_old: bool = False,
+) -> SavedPlan:
+    """The deletions of a saved scan report, or PlanError naming the file and the problem."""
+    report = read_report(path, mode="scan")
+    check_host(path, report, nsx_host)
+    rows: list[dict[str, Any]] = report["routes"]
+    planned = [row for row in rows if row["action"] == Action.DELETE.value]
+    digest = report.get("plan_sha256")
+    if not isinstance(digest, str):
+        raise PlanError(f"{path}: missing plan_sha256")
+    expected = plan_sha256(report["nsx"]["host"], [deletion_key(row) for row in planned])
+    if digest != expected:
+        raise PlanError(
+            f"{path}: plan_sha256 does not match the routes marked for deletion "
+            "(the report was edited or truncated after the scan)"
+        )
+    finished = _timestamp(path, report.get("finished_at"))
+    age = now - finished
+    if age < -CLOCK_SKEW:
+        raise PlanError(f"{path}: finished_at {report['finished_at']} lies in the future")
+    if age > max_age and not allow_old:
+        raise PlanError(
+            f"{path}: the plan is {_hours(age)} old, older than --max-plan-age "
+            f"{_hours(max_age)}; scan again, or pass --allow-old-plan"
+        )
+    deletions = []
+    seen: set[tuple[str, str]] = set()
+    for row in planned:
+        deletion = _deletion(path, row)
+        if deletion.key in seen:
+            raise PlanError(f"{path}: route {deletion.id} on {deletion.router_path} listed twice")
+        seen.add(deletion.key)
+        deletions.append(deletion)
+    return SavedPlan(path, report["nsx"]["host"], finished, digest, tuple(deletions))
+
+
+def _check_row(path: Path, index: int, row: object) -> None:
+    if not isinstance(row, dict):
+        raise PlanError(f"{path}: routes[{index}] is not an object")
+    for key in ("router_path", "id", "action", "verdict"):
+        if not isinstance(row.get(key), str) or not row[key]:
+            raise PlanError(f"{path}: routes[{index}].{key} missing or not a string")
+    revision = row.get("revision")
+    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
+        raise PlanError(f"{path}: routes[{index}].revision is not a whole number")
+
+
+def _deletion(path: Path, row: dict[str, Any]) -> PlannedDeletion:
+    router, route_id = row["router_path"], row["id"]
+    where = f"{path}: route {route_id}"
+    if not _TIER1.match(router):
+        raise PlanError(f"{where}: router_path {router!r} is not a Tier-1 policy path")
+    if "/" in route_id:
+        raise PlanError(f"{where}: an id with '/' cannot be a static route id")
+    # The digest covers router and id, not path: a path naming another route must not slip
+    # through, so it has to be exactly the one router and id make.
+    route_path = f"{router}/static-routes/{route_id}"
+    if row.get("path") != route_path:
+        raise PlanError(f"{where}: path {row.get('path')!r} does not match {route_path}")
+    if row["verdict"] != Verdict.ORPHANED.value:
+        raise PlanError(f"{where}: marked for deletion but its verdict is {row['verdict']!r}")
+    network = row.get("network")
+    if not isinstance(network, str):
+        raise PlanError(f"{where}: network missing")
+    body = row.get("nsx_object")
+    if body is not None and not isinstance(body, dict):
+        raise PlanError(f"{where}: nsx_object is not an object")
+    return PlannedDeletion(router, route_id, route_path, row["revision"], network, body, row)
+
+
+def _timestamp(path: Path, value: object) -> datetime:
+    if not isinstance(value, str):
+        raise PlanError(f"{path}: finished_at missing")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise PlanError(f"{path}: finished_at {value!r} is not an ISO 8601 time") from exc
+    if moment.tzinfo is None:
+        raise PlanError(f"{path}: finished_at {value!r} has no time zone")
+    return moment
+
+
+def _hours(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.1f}d"

@@ -1,0 +1,540 @@
+"""apply, on the simulator with the real NsxClient: every guard, drift, fallbacks, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from applykit import CL1_IDS, T1, read, rows, simulated, write
+from factories import ccm_route as factory_route
+from nsx_route_gc.cli import cli
+from nsx_route_gc.deleter import Deleter
+from nsx_route_gc.errors import NsxError
+from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict, plan_sha256
+from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.report import deletion_key
+from nsx_route_gc.simulator import SimRoute, load_scenario
+from nsx_route_gc.simulator.model import ccm_route
+
+GONE_UID = "0b7e3c55-7f53-4a52-9e7b-1c2d3e4f5a6b"  # a node of cl1 nobody has seen before
+CL1_A, CL1_B, CL1_C = sorted(CL1_IDS)
+
+
+def new_cl1_orphan() -> SimRoute:
+    return ccm_route(T1, GONE_UID, "cl1-md-0-late", "172.16.139.0/24", "172.16.128.40")
+
+
+# --- fresh scan (the CronJob's mode) -------------------------------------------------------
+
+
+def test_fresh_apply_deletes_the_orphans_through_one_hierarchical_call(tmp_path: Path) -> None:
+    asked: list[dict[str, int]] = []
+    with simulated(tmp_path) as env:
+        before = env.routes()
+        env.sim.nsx.reset_counters()
+        outcome = env.apply(confirm=lambda counts: asked.append(counts) or True)
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert asked == [{T1: 3}]
+        assert env.route_ids() == set(before) - CL1_IDS
+        assert env.sim.nsx.counters["nsx_hierarchical"] == 1
+        assert env.sim.nsx.counters["nsx_delete"] == 0
+    by_id = rows(outcome)
+    for rid in CL1_IDS:
+        row = by_id[rid]
+        assert row["action"] == "deleted"
+        assert row["note"] == "deleted: confirmed gone"
+        assert row["nsx_object"] == before[rid]  # the full original body, for restore
+    assert {r["action"] for rid, r in by_id.items() if rid not in CL1_IDS} == {"none"}
+    report = read(tmp_path / "apply" / "report.json")
+    assert report["mode"] == "apply"
+    assert report["summary"]["actions"]["deleted"] == 3
+    assert report["apply"]["deleted"] == 3
+    assert report["apply"]["source"] == "fresh-scan"
+    assert (tmp_path / "apply" / "report.md").is_file()
+
+
+def test_grace_period_holds_a_young_orphan_and_deletes_the_old_one(tmp_path: Path) -> None:
+    with simulated(tmp_path, "young") as env:
+        outcome = env.apply()
+        by_id = rows(outcome)
+        young = next(r for r in by_id.values() if r["network"] == "172.16.147.0/24")
+        old = next(r for r in by_id.values() if r["network"] == "172.16.148.0/24")
+        assert young["action"] == "held"
+        assert young["hold_reason"].startswith("grace-period")
+        assert old["action"] == "deleted"
+        assert young["id"] in env.route_ids()
+        assert old["id"] not in env.route_ids()
+        # A policy hold is configuration at work, not a failure.
+        assert outcome.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [
+        ({"protect_route_ids": (CL1_A,)}, "keep-list"),
+        ({"protect_networks": ("172.16.136.0/22",)}, "protected-network"),
+    ],
+)
+def test_keep_list_and_protected_networks_hold(
+    tmp_path: Path, policy: dict[str, Any], reason: str
+) -> None:
+    with simulated(tmp_path) as env:
+        outcome = env.apply(config=env.with_policy(**policy))
+        held = {rid for rid, r in rows(outcome).items() if r["action"] == "held"}
+        assert held
+        assert held <= CL1_IDS
+        assert all(rows(outcome)[rid]["hold_reason"].startswith(reason) for rid in held)
+        assert held <= env.route_ids()
+
+
+def test_protection_tag_holds(tmp_path: Path) -> None:
+    scenario = load_scenario("seed")
+    tagged = new_cl1_orphan()
+    tagged.tags = (*tagged.tags, ("nsx-route-gc/keep", "ticket-42"))
+    scenario.routes.append(tagged)
+    with simulated(tmp_path, scenario, max_delete_percent=100) as env:
+        row = rows(env.apply())[tagged.id]
+        assert row["action"] == "held"
+        assert row["hold_reason"].startswith("protected-tag")
+        assert tagged.id in env.route_ids()
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [({"max_deletes": 2}, "max-deletes"), ({"max_delete_percent": 40.0}, "max-delete-percent")],
+)
+def test_blast_radius_limits_hold_everything_and_exit_1(
+    tmp_path: Path, policy: dict[str, Any], reason: str
+) -> None:
+    with simulated(tmp_path) as env:
+        before = env.route_ids()
+        outcome = env.apply(config=env.with_policy(**policy))
+        assert outcome.exit_code == 1
+        assert env.route_ids() == before
+        held = [r for r in rows(outcome).values() if r["action"] == "held"]
+        assert len(held) == 3
+        assert all(r["hold_reason"].startswith(reason) for r in held)
+
+
+def test_require_override_is_held_unless_allowed(tmp_path: Path) -> None:
+    with simulated(tmp_path, "principal") as env:
+        outcome = env.apply()
+        held = [r for r in rows(outcome).values() if r["action"] == "held"]
+        assert len(held) == 3
+        assert all(r["hold_reason"].startswith("protected-by-principal") for r in held)
+        assert env.route_ids() >= CL1_IDS
+        # The simulator refuses REQUIRE_OVERRIDE deletes without X-Allow-Overwrite: true.
+        allowed = env.apply(name="allowed", config=env.with_policy(allow_overwrite=True))
+        assert allowed.exit_code == 0
+        assert not CL1_IDS & env.route_ids()
+
+
+def test_a_cluster_not_inventoried_deletes_what_is_proven_and_exits_1(tmp_path: Path) -> None:
+    scenario = load_scenario("seed")
+    scenario.clusters[0].unreachable = True
+    with simulated(tmp_path, scenario, max_delete_percent=100) as env:
+        outcome = env.apply()
+        assert outcome.exit_code == 1
+        by_id = rows(outcome)
+        assert {rid for rid, r in by_id.items() if r["action"] == "deleted"} == CL1_IDS
+        assert {r["verdict"] for r in by_id.values() if r["id"] not in CL1_IDS} >= {"unverified"}
+
+
+# --- the deleter: re-read, batch fallback, 404, confirmation --------------------------------
+
+
+def test_drift_after_judgement_is_caught_by_the_re_read(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+
+        def drift(_counts: dict[str, int]) -> bool:
+            env.sim.nsx.bump_revision(T1, CL1_A)
+            env.sim.nsx.remove_route(T1, CL1_B)
+            return True
+
+        outcome = env.apply(confirm=drift)
+        by_id = rows(outcome)
+        assert by_id[CL1_A]["action"] == "held"
+        assert by_id[CL1_A]["hold_reason"].startswith("changed-since-plan")
+        assert by_id[CL1_B]["action"] == "deleted"
+        assert by_id[CL1_B]["note"].startswith("already-gone")
+        assert by_id[CL1_C]["action"] == "deleted"
+        assert CL1_A in env.route_ids()
+        assert outcome.exit_code == 1  # a planned deletion was not done
+
+
+def test_rejected_batch_falls_back_to_single_deletes(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        env.sim.nsx.fail_hierarchical(times=1, status=400)
+        env.sim.nsx.fail_delete(CL1_B, status=400, times=5)
+        outcome = env.apply()
+        by_id = rows(outcome)
+        assert by_id[CL1_A]["action"] == by_id[CL1_C]["action"] == "deleted"
+        assert by_id[CL1_B]["action"] == "delete-failed"
+        assert "400" in by_id[CL1_B]["error"]
+        assert env.sim.nsx.counters["nsx_delete"] >= 3
+        assert env.route_ids() & CL1_IDS == {CL1_B}
+        assert outcome.exit_code == 1
+        assert outcome.report is not None
+        assert outcome.report["apply"]["failed"] == 1
+
+
+def test_a_batch_rejected_for_a_vanished_route_still_deletes_the_rest(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+
+        class Racing(NsxClient):
+            """The route vanishes between its re-read and the batch that deletes it."""
+
+            def hierarchical_delete(
+                self, router_path: str, routes: Sequence[tuple[str, int | None]], **kw: Any
+            ) -> None:
+                env.sim.nsx.remove_route(T1, CL1_A)
+                super().hierarchical_delete(router_path, routes, **kw)
+
+        outcome = env.apply(nsx_factory=lambda s: Racing(s, sleep=lambda _: None))
+        by_id = rows(outcome)
+        assert by_id[CL1_A]["action"] == "deleted"
+        assert by_id[CL1_A]["note"].startswith("already-gone")
+        assert {by_id[CL1_B]["action"], by_id[CL1_C]["action"]} == {"deleted"}
+        assert not env.route_ids() & CL1_IDS
+        assert outcome.exit_code == 0
+
+
+def test_404_on_delete_is_already_gone_but_only_when_a_read_agrees(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+
+        class Racing(NsxClient):
+            def delete_route(self, route_path: str, **kw: Any) -> bool:
+                if route_path.endswith(CL1_A):
+                    env.sim.nsx.remove_route(T1, CL1_A)  # gone for real: NSX answers 404
+                return super().delete_route(route_path, **kw)
+
+        env.sim.nsx.fail_hierarchical(times=1)
+        env.sim.nsx.fail_delete(CL1_B, status=404, times=1)  # a 404 that is not true
+        outcome = env.apply(nsx_factory=lambda s: Racing(s, sleep=lambda _: None))
+        by_id = rows(outcome)
+        assert by_id[CL1_A]["action"] == "deleted"
+        assert by_id[CL1_A]["note"] == "already-gone: NSX answered 404 to the DELETE"
+        assert by_id[CL1_B]["action"] == "delete-failed"
+        assert "still present" in by_id[CL1_B]["error"]
+        assert by_id[CL1_C]["action"] == "deleted"
+        assert outcome.exit_code == 1
+
+
+class MarkingNsx:
+    """NSX whose deletes are asynchronous: a deleted route reads back marked_for_delete."""
+
+    def __init__(self, routes: Sequence[Route], *, forget: bool = False) -> None:
+        self.routes = {r.path: r for r in routes}
+        self.forget = forget  # accept deletes but never act on them
+        self.batches: list[list[tuple[str, int | None]]] = []
+
+    def get_route(self, route_path: str) -> Route | None:
+        return self.routes.get(route_path)
+
+    def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
+        raise NsxError("not expected")
+
+    def hierarchical_delete(
+        self,
+        router_path: str,
+        routes: Sequence[tuple[str, int | None]],
+        *,
+        allow_overwrite: bool = False,
+    ) -> None:
+        self.batches.append(list(routes))
+        if self.forget:
+            return
+        for path, route in list(self.routes.items()):
+            if route.id in {rid for rid, _ in routes}:
+                body = {**(route.nsx_object or {}), "marked_for_delete": True}
+                self.routes[path] = Route(
+                    route.router_path,
+                    route.id,
+                    route.path,
+                    route.network,
+                    route.next_hops,
+                    route.tags,
+                    revision=route.revision,
+                    raw=json.dumps(body),
+                )
+
+
+def _orphans(n: int) -> list[RouteVerdict]:
+    return [
+        RouteVerdict(
+            factory_route(f"{i:08d}-0000-4000-8000-000000000000", f"10.{i}.0.0/24", "10.255.0.1"),
+            Verdict.ORPHANED,
+            "node-gone",
+            action=Action.DELETE,
+        )
+        for i in range(n)
+    ]
+
+
+def test_marked_for_delete_counts_as_gone_and_batches_respect_the_size() -> None:
+    candidates = _orphans(5)
+    nsx = MarkingNsx([v.route for v in candidates])
+    results = Deleter(nsx, allow_overwrite=False, batch_size=2, sleep=lambda _: None).delete(
+        candidates
+    )
+    assert [len(b) for b in nsx.batches] == [2, 2, 1]
+    assert all(r.verdict.action is Action.DELETED for r in results)
+    assert all(r.note and r.note.startswith("deleted: marked_for_delete") for r in results)
+
+
+def test_a_route_still_there_after_an_accepted_delete_is_a_failure() -> None:
+    candidates = _orphans(1)
+    sleeps: list[float] = []
+    nsx = MarkingNsx([v.route for v in candidates], forget=True)
+    results = Deleter(nsx, allow_overwrite=False, sleep=sleeps.append).delete(candidates)
+    assert results[0].verdict.action is Action.DELETE_FAILED
+    assert results[0].error
+    assert "still present" in results[0].error
+    assert len(sleeps) == 2  # polled three times in all
+
+
+# --- saved plan -----------------------------------------------------------------------------
+
+
+def test_plan_deletes_exactly_its_routes_never_a_new_orphan(tmp_path: Path) -> None:
+    with simulated(tmp_path, max_delete_percent=100) as env:
+        plan = env.scan()
+        late = new_cl1_orphan()
+        env.sim.nsx.add_route(late)
+        outcome = env.apply(plan)
+        assert outcome.exit_code == 0
+        by_id = rows(outcome)
+        assert {rid for rid, r in by_id.items() if r["action"] == "deleted"} == CL1_IDS
+        assert by_id[late.id]["action"] == "held"
+        assert by_id[late.id]["hold_reason"].startswith("not-in-plan")
+        assert late.id in env.route_ids()
+        assert outcome.report is not None
+        assert outcome.report["apply"]["plan_sha256"] == read(plan)["plan_sha256"]
+
+
+def test_plan_drift_revision_bumped_and_route_deleted_meanwhile(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.bump_revision(T1, CL1_A)
+        env.sim.nsx.remove_route(T1, CL1_B)
+        outcome = env.apply(plan)
+        by_id = rows(outcome)
+        assert by_id[CL1_A]["action"] == "held"
+        assert by_id[CL1_A]["hold_reason"] == "changed-since-plan: _revision 0 in the plan, 1 now"
+        assert by_id[CL1_B]["action"] == "deleted"
+        assert by_id[CL1_B]["note"].startswith("already-gone")
+        assert by_id[CL1_C]["action"] == "deleted"
+        assert env.route_ids() & CL1_IDS == {CL1_A}
+        assert outcome.exit_code == 1
+        assert outcome.report is not None
+        assert outcome.report["apply"] == {
+            **outcome.report["apply"],
+            "planned": 3,
+            "deleted": 1,
+            "already_gone": 1,
+            "held": 1,
+            "failed": 0,
+        }
+
+
+def test_second_apply_of_the_same_plan_is_harmless(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        assert env.apply(plan).exit_code == 0
+        after_first = env.route_ids()
+        env.sim.nsx.reset_counters()
+        again = env.apply(plan, name="again")
+        assert again.exit_code == 0
+        assert env.route_ids() == after_first
+        assert env.sim.nsx.counters["nsx_hierarchical"] == 0
+        assert env.sim.nsx.counters["nsx_delete"] == 0
+        assert again.report is not None
+        assert again.report["apply"]["already_gone"] == 3
+
+
+def test_plan_is_re_judged_with_the_current_policy(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        outcome = env.apply(plan, config=env.with_policy(protect_route_ids=(CL1_A,)))
+        assert rows(outcome)[CL1_A]["hold_reason"].startswith("keep-list")
+        assert CL1_A in env.route_ids()
+        assert outcome.exit_code == 1
+
+
+def test_plan_route_no_longer_orphaned_is_held(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        # cl1 is no longer declared retired: its routes are no longer proven orphaned.
+        config = replace(env.config, retired_clusters=())
+        outcome = env.apply(plan, config=config)
+        held = [r for r in rows(outcome).values() if r["id"] in CL1_IDS]
+        assert all(r["hold_reason"].startswith("no-longer-orphaned") for r in held)
+        assert env.route_ids() >= CL1_IDS
+        assert outcome.exit_code == 1
+
+
+def test_plan_with_require_override_needs_allow_overwrite_now(tmp_path: Path) -> None:
+    with simulated(tmp_path, "principal") as env:
+        plan = env.scan(config=env.with_policy(allow_overwrite=True))
+        outcome = env.apply(plan)
+        assert {rows(outcome)[rid]["hold_reason"].split(":")[0] for rid in CL1_IDS} == {
+            "protected-by-principal"
+        }
+        assert outcome.exit_code == 1
+        assert env.route_ids() >= CL1_IDS
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [({"max_deletes": 2}, "max-deletes"), ({"max_delete_percent": 40.0}, "max-delete-percent")],
+)
+def test_plan_limits_are_applied_again(tmp_path: Path, policy: dict[str, Any], reason: str) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        outcome = env.apply(plan, config=env.with_policy(**policy))
+        assert outcome.exit_code == 1
+        assert env.route_ids() >= CL1_IDS
+        assert outcome.report is not None
+        assert outcome.report["limit_holds"][0]["reason"].startswith(reason)
+        assert {rows(outcome)[rid]["hold_reason"].split(":")[0] for rid in CL1_IDS} == {reason}
+
+
+def test_plan_router_outside_the_configured_routers_is_not_touched(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        nsx = replace(env.config.nsx, routers=("/infra/tier-1s/another",))
+        outcome = env.apply(plan, config=replace(env.config, nsx=nsx))
+        assert outcome.exit_code == 1
+        assert {r["hold_reason"].split(":")[0] for r in rows(outcome).values()} == {"out-of-scope"}
+        assert env.route_ids() >= CL1_IDS
+
+
+def test_plan_router_that_cannot_be_listed_is_not_touched(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.fail_list_page(T1, 0, status=400, times=10)
+        outcome = env.apply(plan)
+        assert outcome.exit_code == 1
+        assert all(r["hold_reason"].startswith("not-rechecked") for r in rows(outcome).values())
+        assert env.route_ids() >= CL1_IDS
+
+
+@pytest.mark.parametrize("problem", ["other-host", "tampered", "old"])
+def test_refused_plans_exit_2_and_touch_nothing(tmp_path: Path, problem: str) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        report = read(plan)
+        kwargs: dict[str, Any] = {}
+        if problem == "other-host":
+            report["nsx"]["host"] = "nsx.other.example"
+            report["plan_sha256"] = plan_sha256(
+                "nsx.other.example",
+                [deletion_key(r) for r in report["routes"] if r["action"] == "delete"],
+            )
+        elif problem == "tampered":
+            live = next(r for r in report["routes"] if r["verdict"] == "live")
+            live.update(action="delete", verdict="orphaned")
+        else:
+            report["finished_at"] = "2020-01-01T00:00:00Z"
+        write(plan, report)
+        env.sim.nsx.reset_counters()
+        outcome = env.apply(plan, **kwargs)
+        assert outcome.exit_code == 2
+        assert outcome.error
+        assert str(plan) in outcome.error
+        assert sum(env.sim.nsx.counters.values()) == 0  # NSX was not even contacted
+        if problem == "old":
+            assert env.apply(plan, allow_old_plan=True).exit_code == 0
+
+
+def test_declined_confirmation_deletes_nothing(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        outcome = env.apply(confirm=lambda _counts: False)
+        assert outcome.exit_code == 1
+        assert env.route_ids() >= CL1_IDS
+        assert env.sim.nsx.counters["nsx_hierarchical"] == 0
+
+
+# --- the CLI ----------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["--log-format", "json", *args])
+
+
+def test_cli_without_terminal_and_without_yes_refuses_with_exit_2(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        env.sim.nsx.reset_counters()
+        result = _cli("apply", "--config", str(env.config_path))
+        assert result.exit_code == 2
+        assert "--yes" in result.output
+        assert sum(env.sim.nsx.counters.values()) == 0
+        assert env.route_ids() >= CL1_IDS
+
+
+def test_cli_apply_plan_with_yes(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        result = _cli(
+            "apply",
+            "--config",
+            str(env.config_path),
+            "--plan",
+            str(plan),
+            "--report-dir",
+            str(tmp_path / "cli"),
+            "--yes",
+            "--batch-size",
+            "2",
+        )
+        assert result.exit_code == 0, result.output
+        assert not env.route_ids() & CL1_IDS
+        assert read(tmp_path / "cli" / "report.json")["apply"]["batch_size"] == 2
+
+
+def test_cli_rejects_a_bad_max_plan_age(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        args = ["apply", "-c", str(env.config_path), "--plan", str(plan), "--yes"]
+        result = _cli(*args, "--max-plan-age", "soon")
+        assert result.exit_code == 2
+        assert "--max-plan-age" in result.output
+
+
+def _on_a_terminal(config: Path, answer: str) -> subprocess.CompletedProcess[str]:
+    """Run ``apply`` with a pseudo-terminal as stdin, typing ``answer`` at the prompt."""
+    primary, secondary = os.openpty()
+    try:
+        os.write(primary, f"{answer}\n".encode())
+        return subprocess.run(
+            [sys.executable, "-m", "nsx_route_gc", "apply", "--config", str(config)],
+            stdin=secondary,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(secondary)
+        os.close(primary)
+
+
+@pytest.mark.parametrize(("answer", "code"), [("n", 1), ("y", 0)])
+def test_on_a_terminal_the_counts_are_shown_and_the_answer_decides(
+    tmp_path: Path, answer: str, code: int
+) -> None:
+    with simulated(tmp_path) as env:
+        result = _on_a_terminal(env.config_path, answer)
+        assert result.returncode == code, result.stderr[-2000:]
+        assert f"{T1}: 3 route(s)" in result.stderr
+        assert "Delete 3 route(s)?" in result.stderr
+        assert bool(CL1_IDS & env.route_ids()) is (answer == "n")
