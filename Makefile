@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PY_DIRS := gc tests $(wildcard bench)
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' gc/nsx_route_gc/__init__.py)
 
 .PHONY: test lint typecheck pytest demo bench image clean
@@ -15,8 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gc tests bench
-	$(BIN)/ruff format --check gc tests bench
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/yamllint -s cronjob.yaml .yamllint.yaml
 	$(BIN)/hadolint Dockerfile
 

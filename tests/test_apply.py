@@ -47,6 +47,9 @@ def test_fresh_apply_deletes_the_orphans_through_one_hierarchical_call(tmp_path:
         assert env.route_ids() == set(before) - CL1_IDS
         assert env.sim.nsx.counters["nsx_hierarchical"] == 1
         assert env.sim.nsx.counters["nsx_delete"] == 0
+        # The scan's listing is the re-read, one more listing confirms: no read per route.
+        assert env.sim.nsx.counters["nsx_list_routes"] == 2
+        assert env.sim.nsx.counters.get("nsx_get", 0) == 0
     by_id = rows(outcome)
     for rid in CL1_IDS:
         row = by_id[rid]
@@ -239,6 +242,10 @@ class MarkingNsx:
 
     def get_route(self, route_path: str) -> Route | None:
         return self.routes.get(route_path)
+
+    def list_routes(self, router_path: str) -> list[Route]:
+        # As if listed with include_mark_for_delete_objects: marked routes still show.
+        return [r for r in self.routes.values() if r.router_path == router_path]
 
     def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
         raise NsxError("not expected")

@@ -1,11 +1,14 @@
 """Deleting routes that judgement (and, for a saved plan, the approval) put up for deletion.
 
-Every route is re-read right before it is deleted and kept when it changed (``_revision``),
-went away, or became protected. Deletions go per router through the hierarchical API with
-``enforce_revision_check=true``, so NSX itself refuses a route that changed between the
-re-read and the delete. A rejected batch is retried route by route (re-read, then DELETE), so
-one bad route cannot hold back the rest. A deletion counts only once a read confirms the
-route is gone (404, or ``marked_for_delete`` while NSX realizes it).
+The candidates come from a listing of their router made in this very run (apply always
+lists afresh, for a saved plan too): that listing is the re-read before deletion, and its
+``_revision`` goes with each route into the hierarchical delete with
+``enforce_revision_check=true``, so NSX itself refuses a batch when any route in it changed
+or vanished since. A rejected batch is retried route by route (a direct re-read, then
+DELETE), so one bad route cannot hold back the rest and a changed route is held. A deletion
+counts only once a read confirms the route is gone: one listing of the router after its
+batches (absent, or ``marked_for_delete`` while NSX realizes it), not one read per route,
+which keeps a run of thousands of deletions within the manager's rate limit.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ NOTE_MARKED = "deleted: marked_for_delete, NSX removes it once realized"
 
 class RouteWriter(Protocol):
     """The NSX calls deletion needs (``NsxClient`` has them)."""
+
+    def list_routes(self, router_path: str) -> list[Route]: ...
 
     def get_route(self, route_path: str) -> Route | None: ...
 
@@ -101,53 +106,79 @@ class Deleter:
         self.sleep = sleep
 
     def delete(self, candidates: Sequence[RouteVerdict]) -> list[DeletionResult]:
-        """Delete ``candidates`` (each with the revision it was judged at), router by router."""
+        """Delete ``candidates`` (each with the revision it was listed at), router by router."""
         by_router: dict[str, list[RouteVerdict]] = {}
         for v in candidates:
             by_router.setdefault(v.route.router_path, []).append(v)
         results: list[DeletionResult] = []
         for router, routes in by_router.items():
             log.info("router.deleting", router=router, routes=len(routes))
+            decided: dict[tuple[str, str], DeletionResult] = {}
+            accepted: list[RouteVerdict] = []
             for start in range(0, len(routes), self.batch_size):
-                batch = self._batch(router, routes[start : start + self.batch_size])
-                for result in batch:
-                    _log(result)
-                results.extend(batch)
+                batch = routes[start : start + self.batch_size]
+                if self._send_batch(router, batch):
+                    accepted.extend(batch)
+                else:
+                    decided.update({_key(v): self._delete_one(v) for v in batch})
+            decided.update(self._confirm_router(router, accepted))
+            for v in routes:
+                result = decided[_key(v)]
+                _log(result)
+                results.append(result)
         return results
 
-    def _batch(self, router: str, batch: Sequence[RouteVerdict]) -> list[DeletionResult]:
-        decided: dict[int, DeletionResult] = {}
-        ready: list[tuple[int, RouteVerdict]] = []
-        for i, v in enumerate(batch):
-            checked = self._recheck(v)
-            if isinstance(checked, DeletionResult):
-                decided[i] = checked
-            else:
-                ready.append((i, checked))
-        if ready:
-            overwrite = self.allow_overwrite and any(
-                v.route.protection == REQUIRE_OVERRIDE for _, v in ready
+    def _send_batch(self, router: str, batch: Sequence[RouteVerdict]) -> bool:
+        overwrite = self.allow_overwrite and any(
+            v.route.protection == REQUIRE_OVERRIDE for v in batch
+        )
+        try:
+            self.nsx.hierarchical_delete(
+                router,
+                [(v.route.id, v.route.revision) for v in batch],
+                allow_overwrite=overwrite,
             )
+        except NsxError as exc:
+            log.warning(
+                "routes.batch_rejected",
+                router=router,
+                routes=len(batch),
+                error=str(exc),
+                fallback="one by one",
+            )
+            return False
+        return True
+
+    def _confirm_router(
+        self, router: str, accepted: Sequence[RouteVerdict]
+    ) -> dict[tuple[str, str], DeletionResult]:
+        """Confirm accepted deletions with listings of the router, polling a few times."""
+        pending = {v.route.id: v for v in accepted}
+        decided: dict[tuple[str, str], DeletionResult] = {}
+        for attempt in range(self.confirm_attempts):
+            if not pending:
+                break
+            if attempt:
+                self.sleep(self.confirm_interval)
             try:
-                self.nsx.hierarchical_delete(
-                    router,
-                    [(v.route.id, v.route.revision) for _, v in ready],
-                    allow_overwrite=overwrite,
-                )
+                listed = {r.id: r for r in self.nsx.list_routes(router)}
             except NsxError as exc:
-                log.warning(
-                    "routes.batch_rejected",
-                    router=router,
-                    routes=len(ready),
-                    error=str(exc),
-                    fallback="one by one",
-                )
-                for i, v in ready:
-                    decided[i] = self._delete_one(v)
-            else:
-                for i, v in ready:
-                    decided[i] = self._confirm_gone(v)
-        return [decided[i] for i in range(len(batch))]
+                log.warning("router.confirm_list_failed", router=router, error=str(exc))
+                # Fall back to reading each route: the confirmation is owed either way.
+                decided.update({_key(v): self._confirm_gone(v) for v in pending.values()})
+                return decided
+            for rid, v in list(pending.items()):
+                current = listed.get(rid)
+                if current is None:
+                    decided[_key(v)] = gone(v, NOTE_DELETED)
+                elif marked_for_delete(current):
+                    decided[_key(v)] = gone(v, NOTE_MARKED)
+                else:
+                    continue
+                del pending[rid]
+        for v in pending.values():
+            decided[_key(v)] = failed(v, "still present after the delete")
+        return decided
 
     def _recheck(self, v: RouteVerdict) -> RouteVerdict | DeletionResult:
         """The verdict with the route as NSX has it now, or why it is not to be deleted."""
@@ -208,6 +239,10 @@ class Deleter:
                 return gone(v, NOTE_MARKED)
             problem = f"still present after the delete (_revision {current.revision})"
         return failed(v, problem)
+
+
+def _key(v: RouteVerdict) -> tuple[str, str]:
+    return (v.route.router_path, v.route.id)
 
 
 def _log(result: DeletionResult) -> None:
