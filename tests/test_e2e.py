@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nsx_route_gc.simulator import Simulator, load_scenario
 
@@ -70,3 +72,42 @@ def test_scan_scenario(name: str, tmp_path: Path) -> None:
     assert {
         entry.get("run_id") for entry in log_lines if entry["logger"].startswith("nsx_route_gc")
     } == {report["run_id"]}
+
+
+def test_management_cluster_memory_retires_a_deleted_cluster_across_runs(tmp_path: Path) -> None:
+    """Discovery finds the workload clusters through Cluster API; a cluster deleted between
+    runs is remembered, and once gone longer than cluster_gone_after its routes are orphaned."""
+    with Simulator(load_scenario("management")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        data = yaml.safe_load(config.read_text())
+        data["policy"].update(cluster_gone_after="2s", max_delete_percent=100)
+        config.write_text(yaml.safe_dump(data))
+
+        def scan(run: str) -> dict[str, object]:
+            result = cli(
+                "--log-format",
+                "json",
+                "scan",
+                "--config",
+                str(config),
+                "--report-dir",
+                str(tmp_path / run),
+            )
+            assert result.returncode == 0, result.stderr[-2000:]
+            for line in result.stderr.splitlines():
+                json.loads(line)  # every log line is JSON
+            report: dict[str, object] = json.loads((tmp_path / run / "report.json").read_text())
+            return report
+
+        first = scan("1")
+        assert {c["name"]: c["status"] for c in first["clusters"]} == {"wl1": "ok", "wl2": "ok"}
+        sim.delete_workload_cluster("wl1")
+        second = scan("2")  # noticed missing: its routes are nobody's yet
+        assert second["summary"]["verdicts"]["unattributed"] == 2
+        time.sleep(2.5)  # longer than cluster_gone_after
+        third = scan("3")
+    statuses = {c["name"]: c["status"] for c in third["clusters"]}
+    assert statuses == {"wl1": "retired", "wl2": "ok"}
+    gone = [r for r in third["routes"] if (r["reason"] or "").startswith("cluster-gone")]
+    assert len(gone) == 2
+    assert all(r["action"] == "delete" for r in gone)

@@ -32,6 +32,7 @@ from nsx_route_gc.config import ClusterApiConfig, ClusterConfig, Config
 from nsx_route_gc.errors import KubeError
 from nsx_route_gc.kube import Inventory
 from nsx_route_gc.kubeconfig import api_client_from_kubeconfig, safe_url
+from nsx_route_gc.logs import carry_context
 from nsx_route_gc.memory import ClusterMemory, Scope, Sighting
 from nsx_route_gc.memory_store import ConfigMapStore, FileStore
 from nsx_route_gc.models import ClusterInventory, ClusterStatus, Policy
@@ -138,9 +139,11 @@ class ClusterApiDiscovery:
         with tempfile.TemporaryDirectory(prefix="nsx-route-gc-capi-") as tmp:
             workers = max(1, min(self._max_workers, len(clusters)))
             with ThreadPoolExecutor(workers, thread_name_prefix="capi-secret") as pool:
-                prepared = list(
-                    pool.map(lambda c: self._prepare(api, c, names[c], Path(tmp)), clusters)
-                )
+
+                def prepare(c: CapiCluster) -> ClusterConfig | ClusterInventory:
+                    return self._prepare(api, c, names[c], Path(tmp))
+
+                prepared = list(pool.map(carry_context(prepare), clusters))
             configs = [p for p in prepared if isinstance(p, ClusterConfig)]
             results = iter(self._inventory.inventory(configs))
             out: list[ClusterInventory] = []
