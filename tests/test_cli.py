@@ -88,7 +88,7 @@ def test_failed_cluster_exits_1_and_names_it(tmp_path: Path) -> None:
         config = sim.write_config(tmp_path / "sim")
         code, out, _ = run("scan", "--config", str(config), "--detailed-exitcode")
     assert code == 1
-    assert "FAILED" in out
+    assert "cluster cl2 not inventoried: cannot reach" in out
 
 
 @pytest.mark.parametrize(

@@ -35,5 +35,6 @@ def test_terminal_summary_counts_then_routes() -> None:
     assert lines[1] == "Verdicts: live 1, orphaned 1, foreign 1"
     assert "Routes to delete:" in lines
     assert any(UID1 in line and "172.16.136.0/24" in line for line in lines)
-    assert "router /infra/tier-1s/broken NOT LISTED" in text
+    assert "Problems:" in lines
+    assert "  router /infra/tier-1s/broken not listed: NSX GET ... failed: 500" in lines
     assert lines[-1] == "Reports: out/report.json"

@@ -60,6 +60,19 @@ def _section(
     out += render(rows) if rows else ["None."]
 
 
+def problems(report: dict[str, Any]) -> list[str]:
+    """What made the run partial, each once: unlisted routers, failed clusters, limits, errors."""
+    found = [f"router {e['path']} not listed: {e['error']}" for e in report["nsx"]["router_errors"]]
+    found += [
+        f"cluster {c['name']} not inventoried: {c['error']}"
+        for c in report["clusters"]
+        if c["status"] == "failed"
+    ]
+    found += [f"deletions held on {h['router']}: {h['reason']}" for h in report["limit_holds"]]
+    found += list(report.get("errors", []))
+    return list(dict.fromkeys(found))
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     rows: list[Row] = report["routes"]
     mode = report["mode"]
@@ -130,27 +143,29 @@ def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
     actions = ", ".join(f"{k} {v}" for k, v in summary["actions"].items() if v and k != "none")
     if actions:
         lines.append(f"Actions: {actions}")
-    acted = [r for r in report["routes"] if r["action"] not in ("none",)]
-    if acted:
-        lines.append("")
-        lines.append("Routes to delete:" if report["mode"] == "scan" else "Routes acted on:")
-        for r in acted:
+    if report["mode"] == "scan":
+        groups = [
+            ("Routes to delete:", [r for r in report["routes"] if r["action"] == "delete"]),
+            ("Orphaned but held:", [r for r in report["routes"] if r["action"] == "held"]),
+        ]
+    else:
+        groups = [("Routes acted on:", [r for r in report["routes"] if r["action"] != "none"])]
+    for title, rows in groups:
+        if not rows:
+            continue
+        lines += ["", title]
+        for r in rows:
             detail = r["hold_reason"] or r.get("error") or r.get("note")
-            extra = f" [{r['action']}: {detail}]" if detail else ""
-            if report["mode"] != "scan" and not detail:
-                extra = f" [{r['action']}]"
+            action = "" if r["action"] == "delete" else r["action"]
+            extra = (
+                f" [{action}: {detail}]" if action and detail else f" [{action}]" if action else ""
+            )
             lines.append(
                 f"  {r['router_path']}  {r['network']:<18}  {r['id']}  {r['reason']}{extra}"
             )
-    problems = [c for c in report["clusters"] if c["status"] == "failed"]
-    for c in problems:
-        lines.append(f"cluster {c['name']} FAILED: {c['error']}")
-    for e in report["nsx"]["router_errors"]:
-        lines.append(f"router {e['path']} NOT LISTED: {e['error']}")
-    for h in report["limit_holds"]:
-        lines.append(f"limit: {h['reason']}")
-    for e in report.get("errors", []):
-        lines.append(f"error: {e}")
+    trouble = problems(report)
+    if trouble:
+        lines += ["", "Problems:"] + [f"  {p}" for p in trouble]
     if paths:
         lines.append("")
         lines.append("Reports: " + ", ".join(paths))
