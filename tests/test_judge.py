@@ -134,6 +134,13 @@ CASES = [
         Action.DELETE,
         policy=Policy(max_delete_percent=100),
     ),
+    Case(
+        "node without any podCIDR: unverified, not cidr-mismatch",
+        [route()],
+        [cluster("cl2", Node(UID_A, "n", (), ("172.16.128.10",)))],
+        Verdict.UNVERIFIED,
+        "node-without-podcidr",
+    ),
     # Rule 3: no live node.
     Case(
         "owner inventory failed: unverified",

@@ -155,6 +155,16 @@ def _judge_route(route: Route, index: _Index, policy: Policy) -> RouteVerdict:
 
 def _judge_live_node(route: Route, network: IPNetwork, owner: _Owner) -> RouteVerdict:
     node, cluster = owner.node, owner.cluster
+    if not node.pod_cidrs:
+        # The CCM wrote this route for this very node: a node without any podCIDR now is
+        # something to look at, not proof that the route is stale.
+        return RouteVerdict(
+            route,
+            Verdict.UNVERIFIED,
+            f"node-without-podcidr: node {node.name} has no podCIDR",
+            cluster=cluster.name,
+            node=node.name,
+        )
     node_nets = {_net(c) for c in node.pod_cidrs}
     if network not in node_nets:
         cidrs = ", ".join(node.pod_cidrs) or "none"
