@@ -25,7 +25,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from nsx_route_gc.errors import KubeError
-from nsx_route_gc.kubeconfig import one_line, safe_url
+from nsx_route_gc.kubeconfig import one_line, safe_url, status_message
 from nsx_route_gc.memory import CorruptRecordError, MemoryUnavailableError
 
 try:
@@ -256,15 +256,3 @@ class _NotFoundError(Exception):
 
 class _ConflictError(Exception):
     pass
-
-
-def status_message(body: object) -> str | None:
-    """The message of a Kubernetes Status answer (403: who may not do what), if any."""
-    if not isinstance(body, str | bytes):
-        return None
-    try:
-        status = json.loads(body)
-    except ValueError:
-        return None
-    message = status.get("message") if isinstance(status, dict) else None
-    return one_line(message)[:300] if isinstance(message, str) and message else None
