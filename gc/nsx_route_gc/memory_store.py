@@ -10,7 +10,6 @@ could ever be retired); moving aside loses nothing a human could want back.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
