@@ -32,6 +32,10 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/nsx-route-gc demo
 
+# Scan and apply --yes against the simulator at sizes S, M and L; writes bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 # No container engine on our own machines: this builds wherever docker exists.
 image:
 	docker build -t nsx-route-gc:$(VERSION) .

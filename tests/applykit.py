@@ -19,6 +19,7 @@ from nsx_route_gc.apply import run_apply
 from nsx_route_gc.config import Config, NsxSettings, load_config
 from nsx_route_gc.models import Policy
 from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.report import to_json
 from nsx_route_gc.restore import run_restore
 from nsx_route_gc.simulator import Simulator, load_scenario
 from nsx_route_gc.simulator.model import Scenario
@@ -122,7 +123,7 @@ def read(path: Path) -> dict[str, Any]:
 
 
 def write(path: Path, report: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(report))
+    path.write_text(to_json(report))
     return path
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from nsx_route_gc import render
 from nsx_route_gc.render import to_markdown, to_terminal
 from test_report import UID1, report
 
@@ -38,3 +41,17 @@ def test_terminal_summary_counts_then_routes() -> None:
     assert "Problems:" in lines
     assert "  router /infra/tier-1s/broken not listed: NSX GET ... failed: 500" in lines
     assert lines[-1] == "Reports: out/report.json"
+
+
+def test_report_only_sections_are_capped_but_routes_to_delete_never(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(render, "SECTION_LIMIT", 0)
+    md = render.to_markdown(report())
+    assert "## Routes to delete (1)" in md
+    assert f"`{UID1}_172.16.136.0_24`" in md
+    assert "## Unattributed: no known cluster claims them (reported only) (0)" in md
+    doc = report()
+    doc["routes"] = [dict(r, verdict="unattributed", action="none") for r in doc["routes"]]
+    capped = render.to_markdown(doc)
+    assert "... and 3 more: see report.csv or report.json." in capped

@@ -12,7 +12,7 @@ import pytest
 from factories import NOW, T1, ccm_route, foreign_route
 from nsx_route_gc.errors import PlanError
 from nsx_route_gc.models import Action, Plan, RouterListing, RouteVerdict, Verdict, plan_sha256
-from nsx_route_gc.report import RunInfo, build_report, deletion_key
+from nsx_route_gc.report import RunInfo, build_report, deletion_key, to_json
 from nsx_route_gc.saved_plan import host_key, load_plan
 
 HOST = "nsx.example.com"
@@ -29,7 +29,9 @@ def scan_report(finished_at_offset: timedelta = timedelta(0)) -> dict[str, Any]:
     routes = tuple(v.route for v in verdicts)
     plan = Plan((RouterListing(T1, routes),), (), verdicts)
     info = RunInfo("scan", NOW - timedelta(minutes=1), NOW + finished_at_offset, HOST, "cfg")
-    return build_report(info, plan)
+    # As it lies on disk: plain JSON that the tests below edit the way a person could.
+    loaded: dict[str, Any] = json.loads(to_json(build_report(info, plan)))
+    return loaded
 
 
 def save(tmp_path: Path, report: dict[str, Any] | str) -> Path:

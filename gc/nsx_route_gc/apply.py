@@ -43,7 +43,7 @@ from nsx_route_gc.errors import NsxError, PlanError
 from nsx_route_gc.logs import register_secret
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
 from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report, route_row, write_reports
+from nsx_route_gc.report import ROW_FIELDS, Rows, RunInfo, build_report, route_row, write_reports
 from nsx_route_gc.saved_plan import DEFAULT_MAX_AGE, PlannedDeletion, SavedPlan, load_plan
 from nsx_route_gc.scan import (
     ClusterDiscovery,
@@ -307,14 +307,17 @@ def apply_report(
     batch_size: int,
 ) -> dict[str, Any]:
     by_key = {r.key: r for r in results}
-    rows: list[dict[str, Any]] = []
-    for v in prepared.verdicts:
-        result = by_key.get(_key(v))
+
+    def make_row(item: RouteVerdict | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(item, dict):
+            return item  # a planned route that was not listed again
+        result = by_key.get(_key(item))
         if result is None:
-            rows.append(route_row(v))
-        else:
-            rows.append(route_row(result.verdict, error=result.error, note=result.note))
-    rows.extend(prepared.extra_rows)
+            return route_row(item)
+        return route_row(result.verdict, error=result.error, note=result.note)
+
+    # Made on demand: at scale, every route's row held at once would dominate memory.
+    rows = Rows([*prepared.verdicts, *prepared.extra_rows], make_row)
     for row in rows:
         key = (row["router_path"], row["id"])
         # The deleter logged its own holds; these are the ones decided before deleting.

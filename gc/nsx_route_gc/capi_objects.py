@@ -20,8 +20,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from nsx_route_gc.errors import KubeError
-from nsx_route_gc.kubeconfig import one_line, safe_url
-from nsx_route_gc.memory_store import status_message
+from nsx_route_gc.kubeconfig import one_line, safe_url, status_message
 from nsx_route_gc.models import parse_network
 
 log = structlog.get_logger(__name__)

@@ -7,9 +7,12 @@ and never carries a credential.
 
 from __future__ import annotations
 
+import json
 import ssl
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from http import HTTPStatus
 from ipaddress import ip_address
 from typing import Any
@@ -32,6 +35,7 @@ from nsx_route_gc.kubeconfig import (
 )
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import ClusterInventory, ClusterStatus, Node, parse_network
+from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 __all__ = [
     "ApiClientFactory",
@@ -49,6 +53,25 @@ DEFAULT_PAGE_SIZE = 500
 DEFAULT_REQUEST_TIMEOUT = (10.0, 60.0)  # seconds: connect, read (between bytes)
 MAX_LIST_RESTARTS = 3
 NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP")  # what the CCM may use as next hop
+
+
+_preload_lock = threading.Lock()
+_preloading: threading.Thread | None = None
+
+
+def preload_client() -> None:
+    """Import the client's CoreV1Api in the background, once per process.
+
+    Its first use builds about a thousand methods (close to a second of CPU); started while
+    NSX is being listed, which mostly waits on the network, it is ready by inventory time.
+    """
+    global _preloading  # noqa: PLW0603 - one import per process, whoever asks first
+    with _preload_lock:
+        if _preloading is None:
+            _preloading = threading.Thread(
+                target=lambda: k8s.CoreV1Api, name="kube-preload", daemon=True
+            )
+            _preloading.start()
 
 
 def default_factory(cluster: ClusterConfig) -> ApiClient:
@@ -96,59 +119,104 @@ def _list_once(
     token: str | None = None
     while True:
         try:
-            page = core.list_node(
-                limit=page_size, _continue=token, _request_timeout=request_timeout
-            )
+            page = _read_page(core, page_size, token, request_timeout)
         except ApiException as exc:
             if exc.status == 410 and token is not None:
                 raise _ContinueExpiredError from exc
             raise KubeError(scrub(_api_error(exc, server), _client_secrets(core))) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise KubeError(f"cannot reach {server}: {_transport_error(exc)}") from exc
-        except ValueError as exc:  # the body is not JSON, or not a NodeList
+        except ValueError as exc:  # the body is not JSON
             raise KubeError(f"malformed node list from {server}: {_value_error(exc)}") from exc
         except (ConfigException, OSError) as exc:  # mostly a token refresh (in-cluster, exec)
             detail = scrub(one_line(f"{type(exc).__name__}: {exc}"), _client_secrets(core))
             raise KubeError(f"listing nodes on {server} failed: {detail}") from exc
-        nodes.extend(_to_node(item, server) for item in page.items or ())
-        previous, token = token, page.metadata._continue if page.metadata else None
+        items, metadata = _page_parts(page, server)
+        nodes.extend(_to_node(item, server) for item in items)
+        previous, token = token, metadata.get("continue") or None
         if not token:
             return nodes
+        if not isinstance(token, str):
+            raise KubeError(f"malformed node list from {server}: metadata.continue")
         if token == previous:
             raise KubeError(f"listing nodes on {server}: the server repeated its continue token")
 
 
-def _to_node(item: Any, server: str) -> Node:
-    meta, spec, status = item.metadata, item.spec, item.status
-    name = getattr(meta, "name", None)
-    uid = getattr(meta, "uid", None)
-    if not name or not uid:
-        missing = "metadata.name" if not name else "metadata.uid"
-        raise KubeError(f"malformed node list from {server}: a node without {missing}")
-    # Older clients call podCIDRs pod_cid_rs; podCIDR alone is what pre-dual-stack nodes have.
-    cidrs = tuple(getattr(spec, "pod_cidrs", None) or getattr(spec, "pod_cid_rs", None) or ())
-    if not cidrs and getattr(spec, "pod_cidr", None):
-        cidrs = (spec.pod_cidr,)
-    addresses = tuple(
-        dict.fromkeys(
-            a.address
-            for a in (getattr(status, "addresses", None) or ())
-            if a.type in NODE_ADDRESS_TYPES and a.address
-        )
+def _read_page(
+    core: Any, page_size: int, token: str | None, request_timeout: float | tuple[float, float]
+) -> Any:
+    """One NodeList page as parsed JSON. The client's own models are skipped: building them
+    costs more than the request itself, for the handful of fields judgement reads."""
+    response = core.list_node(
+        limit=page_size,
+        _continue=token,
+        _request_timeout=request_timeout,
+        _preload_content=False,
     )
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
+
+
+def _page_parts(page: Any, server: str) -> tuple[list[Any], dict[str, Any]]:
+    if not isinstance(page, dict):
+        raise KubeError(f"malformed node list from {server}: not a NodeList")
+    items = page.get("items") or []
+    metadata = page.get("metadata") or {}
+    if not isinstance(items, list) or not isinstance(metadata, dict):
+        raise KubeError(f"malformed node list from {server}: not a NodeList")
+    return items, metadata
+
+
+def _to_node(item: Any, server: str) -> Node:
+    def bad(problem: str) -> KubeError:
+        return KubeError(f"malformed node list from {server}: {problem}")
+
+    if not isinstance(item, dict):
+        raise bad("an item that is not an object")
+    meta, spec, status = (item.get(k) or {} for k in ("metadata", "spec", "status"))
+    if not isinstance(meta, dict) or not isinstance(spec, dict) or not isinstance(status, dict):
+        raise bad("a node whose metadata, spec or status is not an object")
+    name = meta.get("name")
+    uid = meta.get("uid")
+    if not name or not uid or not isinstance(name, str) or not isinstance(uid, str):
+        missing = "metadata.name" if not isinstance(name, str) or not name else "metadata.uid"
+        raise bad(f"a node without {missing}")
+    # podCIDR alone is what pre-dual-stack nodes have.
+    cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+    raw_addresses = status.get("addresses") or []
+    if not isinstance(cidrs, list) or not isinstance(raw_addresses, list):
+        raise bad(f"node {name}: spec.podCIDRs or status.addresses is not a list")
+    found: list[str] = []
+    for i, entry in enumerate(raw_addresses):
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        address = entry.get("address") if isinstance(entry, dict) else None
+        if not isinstance(kind, str) or not isinstance(address, str):
+            raise bad(f"node {name}: status.addresses[{i}] needs a type and an address")
+        if kind in NODE_ADDRESS_TYPES and address:
+            found.append(address)
+    addresses = tuple(dict.fromkeys(found))
+    if not all(isinstance(cidr, str) for cidr in cidrs):
+        raise bad(f"node {name}: a podCIDR that is not a string")
+    stamp = meta.get("creationTimestamp")
+    if stamp is not None and not isinstance(stamp, str):
+        raise bad(f"node {name}: creationTimestamp is not a string")
     try:
         for cidr in cidrs:
             parse_network(cidr)
         for address in addresses:
             ip_address(address)
+        # RFC 3339 as the API server writes it; fromisoformat reads the trailing Z since 3.11.
+        created = datetime.fromisoformat(stamp) if stamp else None
     except ValueError as exc:
-        raise KubeError(f"malformed node list from {server}: node {name}: {exc}") from exc
+        raise bad(f"node {name}: {exc}") from exc
     return Node(
         uid=uid.lower(),
         name=name,
-        pod_cidrs=cidrs,
+        pod_cidrs=tuple(cidrs),
         addresses=addresses,
-        created=meta.creation_timestamp,
+        created=created,
     )
 
 
@@ -233,21 +301,32 @@ class Inventory:
         max_workers: int = 8,
         page_size: int = DEFAULT_PAGE_SIZE,
         request_timeout: float | tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+        progress: Progress = NULL_PROGRESS,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._factory = client_factory
         self._max_workers = max_workers
+        preload_client()
         self._page_size = page_size
         self._request_timeout = request_timeout
+        self._progress = progress
 
     def inventory(self, clusters: Sequence[ClusterConfig]) -> list[ClusterInventory]:
         """One ClusterInventory per cluster, in the order given; never raises for a cluster."""
         if not clusters:
             return []
         workers = min(self._max_workers, len(clusters))
+        task = self._progress.task("clusters inventoried", total=len(clusters))
+
+        def one(cluster: ClusterConfig) -> ClusterInventory:
+            try:
+                return self.inventory_one(cluster)
+            finally:
+                task.advance()
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-inventory") as pool:
-            return list(pool.map(carry_context(self.inventory_one), clusters))
+            return list(pool.map(carry_context(one), clusters))
 
     def inventory_one(self, cluster: ClusterConfig) -> ClusterInventory:
         try:

@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,12 +49,38 @@ class ClusterStatus(StrEnum):
     DELETING = "deleting"
 
 
-@dataclass(frozen=True, slots=True)
+# The keys and common values of a CCM route's body, in the sorted compact form Route.raw has:
+# zlib primed with them packs the ~900 bytes of such a body into ~160. Bodies are packed only
+# in memory, never stored, so this may change freely.
+_BODY_PRESET = (
+    b'{"_create_time":17,"_create_user":"admin","_last_modified_time":17,'
+    b'"_last_modified_user":"admin","_protection":"NOT_PROTECTED","_revision":0,'
+    b'"_system_owned":false,"display_name":"kubernetes_","enabled_on_secondary":false,"id":"'
+    b'"marked_for_delete":false,"network":"10.0.0.0/24","next_hops":[{"admin_distance":1,'
+    b'"ip_address":"10.0.0.1"}],"overridden":false,"parent_path":"/infra/tier-1s/",'
+    b'"path":"/infra/tier-1s//static-routes/","relative_path":"","resource_type":"StaticRoutes",'
+    b'"tags":[{"scope":"' + CLUSTER_TAG_SCOPE.encode() + b'","tag":"kubernetes"},'
+    b'{"scope":"' + NODE_TAG_SCOPE.encode() + b'","tag":""}],"unique_id":"'
+)
+
+
+def pack_body(text: str) -> bytes:
+    packer = zlib.compressobj(6, zdict=_BODY_PRESET)
+    return packer.compress(text.encode()) + packer.flush()
+
+
+def unpack_body(packed: bytes) -> str:
+    unpacker = zlib.decompressobj(zdict=_BODY_PRESET)
+    return (unpacker.decompress(packed) + unpacker.flush()).decode()
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Route:
     """One static route as listed from NSX, reduced to what judgement needs.
 
-    ``raw`` keeps the original NSX object as compact JSON text: a string costs a fraction of
-    the memory of the parsed dict, and the report and restore need it byte for byte.
+    ``raw`` is the original NSX object as compact JSON text, byte for byte what the report and
+    restore need. It is held packed (``packed``, zlib with a preset of a typical body): a
+    sixth of the text's size, so that 100,000 listed routes cost tens of MB, not hundreds.
     """
 
     router_path: str
@@ -66,16 +93,51 @@ class Route:
     revision: int | None = None
     protection: str | None = None
     display_name: str | None = None
-    raw: str | None = field(default=None, repr=False, compare=False)
+    packed: bytes | None = field(default=None, repr=False, compare=False)
+
+    def __init__(
+        self,
+        router_path: str,
+        id: str,
+        path: str,
+        network: str,
+        next_hops: tuple[str, ...],
+        tags: tuple[tuple[str, str], ...],
+        create_time_ms: int | None = None,
+        revision: int | None = None,
+        protection: str | None = None,
+        display_name: str | None = None,
+        raw: str | None = None,
+        *,
+        packed: bytes | None = None,
+    ) -> None:
+        # Frozen: fields are set the way the generated __init__ would set them.
+        setattr_ = object.__setattr__
+        setattr_(self, "router_path", router_path)
+        setattr_(self, "id", id)
+        setattr_(self, "path", path)
+        setattr_(self, "network", network)
+        setattr_(self, "next_hops", next_hops)
+        setattr_(self, "tags", tags)
+        setattr_(self, "create_time_ms", create_time_ms)
+        setattr_(self, "revision", revision)
+        setattr_(self, "protection", protection)
+        setattr_(self, "display_name", display_name)
+        setattr_(self, "packed", pack_body(raw) if raw is not None else packed)
+
+    @property
+    def raw(self) -> str | None:
+        return None if self.packed is None else unpack_body(self.packed)
 
     def tag_values(self, scope: str) -> tuple[str, ...]:
         return tuple(tag for s, tag in self.tags if s == scope)
 
     @property
     def nsx_object(self) -> dict[str, object] | None:
-        if self.raw is None:
+        raw = self.raw
+        if raw is None:
             return None
-        loaded: dict[str, object] = json.loads(self.raw)
+        loaded: dict[str, object] = json.loads(raw)
         return loaded
 
 

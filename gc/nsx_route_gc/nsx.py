@@ -9,6 +9,7 @@ import json
 import math
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -19,7 +20,7 @@ import structlog
 
 from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import NsxApiError, NsxError
-from nsx_route_gc.models import Route
+from nsx_route_gc.models import NODE_TAG_SCOPE, Route
 from nsx_route_gc.nsx_http import API_PREFIX, NsxTransport
 
 log = structlog.get_logger(__name__)
@@ -267,7 +268,9 @@ def route_from_nsx(obj: Mapping[str, Any], router_path: str) -> Route:
         scope, value = tag.get("scope", ""), tag.get("tag", "")
         if not isinstance(scope, str) or not isinstance(value, str):
             raise bad("tags")
-        tags.append((scope, value))
+        # Interned: the scopes, the cluster name and _protection repeat on every route, and
+        # 100,000 copies of each would cost tens of MB.
+        tags.append((sys.intern(scope), value if scope == NODE_TAG_SCOPE else sys.intern(value)))
 
     return Route(
         router_path=router_path,
@@ -278,7 +281,7 @@ def route_from_nsx(obj: Mapping[str, Any], router_path: str) -> Route:
         tags=tuple(tags),
         create_time_ms=_optional_int(obj, "_create_time", bad),
         revision=_optional_int(obj, "_revision", bad),
-        protection=_optional_str(obj, "_protection", bad),
+        protection=_interned(_optional_str(obj, "_protection", bad)),
         display_name=_optional_str(obj, "display_name", bad),
         raw=json.dumps(dict(obj), separators=(",", ":"), sort_keys=True),
     )
@@ -300,6 +303,10 @@ def _optional_str(obj: Mapping[str, Any], field: str, bad: Callable[[str], NsxEr
     if value is None or isinstance(value, str):
         return value
     raise bad(field)
+
+
+def _interned(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
 
 
 def _own_path(item: Mapping[str, Any], fallback: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 Row = dict[str, Any]
@@ -27,8 +27,11 @@ def _owner(row: Row) -> str:
         return f"{row['cluster']}/{row['node']}"
     if row["cluster"]:
         return str(row["cluster"])
-    if row["checked_clusters"]:
-        return "checked: " + ", ".join(row["checked_clusters"])
+    checked = row["checked_clusters"]
+    if checked:
+        if len(checked) > 5:
+            return f"checked {len(checked)} clusters"
+        return "checked: " + ", ".join(checked)
     return "-"
 
 
@@ -53,13 +56,6 @@ def _route_table(rows: Sequence[Row], *, with_action: bool = False) -> list[str]
     return _table(headers, body)
 
 
-def _section(
-    out: list[str], title: str, rows: Sequence[Row], render: Callable[[Sequence[Row]], list[str]]
-) -> None:
-    out += ["", f"## {title} ({len(rows)})", ""]
-    out += render(rows) if rows else ["None."]
-
-
 def problems(report: dict[str, Any]) -> list[str]:
     """What made the run partial, each once: unlisted routers, failed clusters, limits, errors."""
     found = [f"router {e['path']} not listed: {e['error']}" for e in report["nsx"]["router_errors"]]
@@ -73,10 +69,33 @@ def problems(report: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    rows: list[Row] = report["routes"]
+# Report-only sections list at most this many rows in report.md; report.csv and report.json
+# have them all. Routes to delete (the evidence for an approval) are never cut.
+SECTION_LIMIT = 1000
+_SECTIONS = (
+    ("stale-next-hop", "Stale next hops (reported, not deleted)"),
+    ("conflict", "Conflicts: one network, several live routes (never deleted)"),
+    ("unattributed", "Unattributed: no known cluster claims them (reported only)"),
+    ("unverified", "Unverified: owner cluster not inventoried (judged later)"),
+    ("flagged", "Foreign routes flagged for a human"),
+)
+
+
+def _section_of(row: Row) -> str | None:
+    if row["verdict"] == "foreign":
+        return "flagged" if row["flag"] else None
+    return (
+        row["verdict"]
+        if row["verdict"] in {"stale-next-hop", "conflict", "unattributed", "unverified"}
+        else None
+    )
+
+
+def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
+    """report.md line by line; rows are walked, never all held at once."""
+    rows: Sequence[Row] = report["routes"]
     mode = report["mode"]
-    out = [
+    header = [
         f"# nsx-route-gc {mode} report",
         "",
         f"- **When:** {report['started_at']} to {report['finished_at']}",
@@ -87,16 +106,12 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"- **Plan SHA-256:** `{report['plan_sha256']}`",
     ]
     if report.get("run_id"):
-        out.append(f"- **Run id:** {report['run_id']}")
-    problems = [
-        f"router {e['path']} not listed: {e['error']}" for e in report["nsx"]["router_errors"]
-    ]
-    problems += [f"{h['router']}: deletions held: {h['reason']}" for h in report["limit_holds"]]
-    problems += list(report.get("errors", []))
-    if problems:
-        out += ["", "## Problems", ""] + [f"- {p}" for p in problems]
-    out += ["", "## Clusters", ""]
-    out += _table(
+        header.append(f"- **Run id:** {report['run_id']}")
+    trouble = problems(report)
+    if trouble:
+        header += ["", "## Problems", ""] + [f"- {p}" for p in trouble]
+    header += ["", "## Clusters", ""]
+    header += _table(
         ["cluster", "source", "status", "nodes", "pod CIDRs", "error / evidence"],
         [
             [
@@ -110,25 +125,50 @@ def to_markdown(report: dict[str, Any]) -> str:
             for c in report["clusters"]
         ],
     )
-    acted = [r for r in rows if r["action"] != "none"]
+    yield from (line + "\n" for line in header)
+    # One pass to find which rows go where (indices only), then each section's rows again.
+    acted: list[int] = []
+    sections: dict[str, list[int]] = {key: [] for key, _ in _SECTIONS}
+    for i, row in enumerate(rows):
+        if row["action"] != "none":
+            acted.append(i)
+        key = _section_of(row)
+        if key is not None:
+            sections[key].append(i)
     title = "Routes to delete" if mode == "scan" else "Routes acted on"
-    _section(out, title, acted, lambda rs: _route_table(rs, with_action=True))
-    for verdict, heading in (
-        ("stale-next-hop", "Stale next hops (reported, not deleted)"),
-        ("conflict", "Conflicts: one network, several live routes (never deleted)"),
-        ("unattributed", "Unattributed: no known cluster claims them (reported only)"),
-        ("unverified", "Unverified: owner cluster not inventoried (judged later)"),
-    ):
-        _section(out, heading, [r for r in rows if r["verdict"] == verdict], _route_table)
-    flagged = [r for r in rows if r["verdict"] == "foreign" and r["flag"]]
-    if flagged:
-        _section(out, "Foreign routes flagged for a human", flagged, _route_table)
-    out += ["", "## Counts", ""]
+    yield from _section_lines(title, rows, acted, with_action=True, limit=None)
+    for key, heading in _SECTIONS:
+        if key == "flagged" and not sections[key]:
+            continue
+        yield from _section_lines(
+            heading, rows, sections[key], with_action=False, limit=SECTION_LIMIT
+        )
     summary = report["summary"]
-    out += _table(["verdict", "routes"], [[k, v] for k, v in summary["verdicts"].items() if v])
-    out += [""]
-    out += _table(["action", "routes"], [[k, v] for k, v in summary["actions"].items() if v])
-    return "\n".join(out) + "\n"
+    counts = ["", "## Counts", ""]
+    counts += _table(["verdict", "routes"], [[k, v] for k, v in summary["verdicts"].items() if v])
+    counts += [""]
+    counts += _table(["action", "routes"], [[k, v] for k, v in summary["actions"].items() if v])
+    yield from (line + "\n" for line in counts)
+
+
+def _section_lines(
+    title: str, rows: Sequence[Row], indices: Sequence[int], *, with_action: bool, limit: int | None
+) -> Iterator[str]:
+    yield f"\n## {title} ({len(indices)})\n\n"
+    if not indices:
+        yield "None.\n"
+        return
+    shown = indices if limit is None else indices[:limit]
+    table = _route_table([rows[i] for i in shown[:1]], with_action=with_action)
+    yield from (line + "\n" for line in table[:2])
+    for i in shown:
+        yield _route_table([rows[i]], with_action=with_action)[2] + "\n"
+    if len(indices) > len(shown):
+        yield f"\n... and {len(indices) - len(shown)} more: see report.csv or report.json.\n"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    return "".join(iter_markdown(report))
 
 
 def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:

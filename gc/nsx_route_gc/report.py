@@ -13,15 +13,15 @@ import json
 import os
 import socket
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from nsx_route_gc import __version__
-from nsx_route_gc.models import Action, Plan, RouteVerdict, Verdict, plan_sha256
-from nsx_route_gc.render import to_markdown
+from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict, plan_sha256
+from nsx_route_gc.render import iter_markdown
 
 SCHEMA_VERSION = 1
 
@@ -85,6 +85,62 @@ def iso_ms(epoch_ms: int | None) -> str | None:
     return iso(datetime.fromtimestamp(epoch_ms / 1000, tz=UTC))
 
 
+class NsxObject(Mapping[str, Any]):
+    """A route's NSX object, parsed only when read.
+
+    A report of 100,000 routes holds them all; parsed up front they would cost gigabytes.
+    """
+
+    __slots__ = ("_route",)
+
+    def __init__(self, route: Route) -> None:
+        self._route = route
+
+    def _load(self) -> dict[str, Any]:
+        return dict(self._route.nsx_object or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __repr__(self) -> str:
+        return f"NsxObject({self._route.path!r})"
+
+
+class Rows(Sequence[dict[str, Any]]):
+    """Report rows made on demand, one at a time, from whatever the run kept per route.
+
+    Holding 100,000 row dictionaries at once would dominate the run's memory; each consumer
+    (summary, JSON, Markdown, CSV, terminal, metrics) walks the rows instead.
+    """
+
+    def __init__(self, items: Sequence[Any], make: Callable[[Any], dict[str, Any]]) -> None:
+        self._items = items
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._make(item) for item in self._items[index]]
+        return self._make(self._items[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self._make(item) for item in self._items)
+
+
 def route_row(
     v: RouteVerdict, *, error: str | None = None, note: str | None = None
 ) -> dict[str, Any]:
@@ -112,7 +168,7 @@ def route_row(
         "note": note,
         "revision": r.revision,
         "protection": r.protection,
-        "nsx_object": None if v.verdict is Verdict.FOREIGN else r.nsx_object,
+        "nsx_object": None if v.verdict is Verdict.FOREIGN or r.raw is None else NsxObject(r),
     }
 
 
@@ -125,11 +181,18 @@ def build_report(
     plan: Plan,
     *,
     errors: Sequence[str] = (),
-    rows: Iterable[dict[str, Any]] | None = None,
+    rows: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report document. ``rows`` overrides the plan's rows (apply fills in outcomes)."""
-    route_rows = list(rows) if rows is not None else [route_row(v) for v in plan.verdicts]
-    planned = [deletion_key(row) for row in route_rows if row["action"] == Action.DELETE.value]
+    route_rows = rows if rows is not None else Rows(plan.verdicts, route_row)
+    verdicts: Counter[str] = Counter()
+    actions: Counter[str] = Counter()
+    planned = []
+    for row in route_rows:
+        verdicts[row["verdict"]] += 1
+        actions[row["action"]] += 1
+        if row["action"] == Action.DELETE.value:
+            planned.append(deletion_key(row))
     return {
         "schema_version": SCHEMA_VERSION,
         "mode": info.mode,
@@ -159,25 +222,37 @@ def build_report(
         "limit_holds": [{"router": r, "reason": why} for r, why in plan.limit_holds],
         "errors": list(errors),
         "routes": route_rows,
-        "summary": summarise(route_rows),
+        "summary": {
+            "verdicts": {v.value: verdicts.get(v.value, 0) for v in Verdict},
+            "actions": {a.value: actions.get(a.value, 0) for a in Action},
+        },
         "plan_sha256": plan_sha256(info.nsx_host, planned),
     }
 
 
-def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    verdicts = Counter(row["verdict"] for row in rows)
-    actions = Counter(row["action"] for row in rows)
-    return {
-        "verdicts": {v.value: verdicts.get(v.value, 0) for v in Verdict},
-        "actions": {a.value: actions.get(a.value, 0) for a in Action},
-    }
+def _plain(value: object) -> object:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def iter_json(report: dict[str, Any]) -> Iterator[str]:
+    """report.json in pieces: the header indented, then one route row per line."""
+    header = {k: v for k, v in report.items() if k != "routes"}
+    text = json.dumps(header, indent=2)
+    yield text[: text.rindex("}")].rstrip() + ',\n  "routes": ['
+    first = True
+    for row in report["routes"]:
+        yield ("\n    " if first else ",\n    ") + json.dumps(row, default=_plain)
+        first = False
+    yield "\n  ]\n}\n"
 
 
 def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, sort_keys=False) + "\n"
+    return "".join(iter_json(report))
 
 
-def to_csv(report: dict[str, Any]) -> str:
+def iter_csv(report: dict[str, Any]) -> Iterator[str]:
     out = io.StringIO()
     columns = [f for f in ROW_FIELDS if f != "nsx_object"]
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -188,21 +263,29 @@ def to_csv(report: dict[str, Any]) -> str:
         flat["tags"] = " ".join(f"{t['scope']}={t['tag']}" for t in row["tags"])
         flat["checked_clusters"] = " ".join(row["checked_clusters"])
         writer.writerow({k: ("" if flat.get(k) is None else flat[k]) for k in columns})
-    return out.getvalue()
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    yield out.getvalue()
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    return "".join(iter_csv(report))
 
 
 def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
-    """Write report.json, report.md and report.csv; each appears whole or not at all."""
+    """Write report.json, report.md and report.csv, streamed; each appears whole or not at all."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in (
-        ("report.json", to_json(report)),
-        ("report.md", to_markdown(report)),
-        ("report.csv", to_csv(report)),
+    for name, chunks in (
+        ("report.json", iter_json(report)),
+        ("report.md", iter_markdown(report)),
+        ("report.csv", iter_csv(report)),
     ):
         target = directory / name
         partial = directory / f".{name}.partial"
-        partial.write_text(text, encoding="utf-8")
+        with partial.open("w", encoding="utf-8") as out:
+            out.writelines(chunks)
         partial.replace(target)
         written.append(target)
     return written

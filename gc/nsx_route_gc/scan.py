@@ -16,6 +16,7 @@ import structlog
 
 from nsx_route_gc.config import ClusterConfig, Config
 from nsx_route_gc.errors import NsxError
+from nsx_route_gc.heap import collector_paused
 from nsx_route_gc.judge import judge
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import (
@@ -25,6 +26,7 @@ from nsx_route_gc.models import (
     Route,
     RouterListing,
 )
+from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 log = structlog.get_logger(__name__)
 
@@ -77,12 +79,14 @@ class Scanner:
         *,
         discovery: ClusterDiscovery | None = None,
         clock: Callable[[], datetime] = utc_now,
+        progress: Progress = NULL_PROGRESS,
     ) -> None:
         self.config = config
         self.routes = routes
         self.clusters = clusters
         self.discovery = discovery
         self.clock = clock
+        self.progress = progress
 
     def scan(self) -> ScanResult:
         started = self.clock()
@@ -97,17 +101,24 @@ class Scanner:
         return ScanResult(plan, started, self.clock())
 
     def list_routers(self, routers: Sequence[str]) -> list[RouterListing]:
+        task = self.progress.task("routers listed", total=len(routers))
+
         def one(path: str) -> RouterListing:
             try:
                 routes = self.routes.list_routes(path)
             except NsxError as exc:
                 log.error("router.list_failed", router=path, error=str(exc))
                 return RouterListing(path, (), error=str(exc))
+            finally:
+                task.advance()
             log.info("router.listed", router=path, routes=len(routes))
             return RouterListing(path, tuple(routes))
 
         workers = max(1, min(self.config.nsx.concurrency, len(routers)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router") as pool:
+        with (
+            collector_paused(),
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router") as pool,
+        ):
             return list(pool.map(carry_context(one), routers))
 
     def inventory(self) -> list[ClusterInventory]:

@@ -1,0 +1,32 @@
+"""The collector pause leaves the collector as it found it, also when the body raises."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from nsx_route_gc.heap import collector_paused
+
+
+def test_collector_is_off_inside_and_back_on_after() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_collector_that_was_off_stays_off() -> None:
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_collector_comes_back_when_the_body_raises() -> None:
+    with pytest.raises(RuntimeError, match="boom"), collector_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
