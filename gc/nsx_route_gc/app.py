@@ -24,6 +24,7 @@ from nsx_route_gc.logs import register_secret
 from nsx_route_gc.metrics import MetricsError, RunMetrics, push_run_metrics
 from nsx_route_gc.models import Action
 from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.progress import NULL_PROGRESS, Progress
 from nsx_route_gc.report import RunInfo, build_report, write_reports
 from nsx_route_gc.scan import ClusterDiscovery, ClusterSource, Scanner, ScanResult, utc_now
 
@@ -36,12 +37,12 @@ EXIT_CHANGES = 3
 
 
 NsxFactory = Callable[[NsxSettings], Any]
-InventoryFactory = Callable[[Config], ClusterSource]
+InventoryFactory = Callable[[Config, Progress], ClusterSource]
 DiscoveryFactory = Callable[[Config], ClusterDiscovery | None]
 
 
-def default_inventory(config: Config) -> ClusterSource:
-    return Inventory(max_workers=config.cluster_concurrency)
+def default_inventory(config: Config, progress: Progress = NULL_PROGRESS) -> ClusterSource:
+    return Inventory(max_workers=config.cluster_concurrency, progress=progress)
 
 
 @dataclass
@@ -115,6 +116,7 @@ def run_scan(
     nsx_factory: NsxFactory = NsxClient,
     inventory_factory: InventoryFactory = default_inventory,
     discovery_factory: DiscoveryFactory = build_discovery,
+    progress: Progress = NULL_PROGRESS,
 ) -> Outcome:
     started = time.monotonic()
     if config.nsx.password is not None:
@@ -124,13 +126,19 @@ def run_scan(
         try:
             with nsx_factory(config.nsx) as nsx:
                 scanner = Scanner(
-                    config, nsx, inventory_factory(config), discovery=discovery_factory(config)
+                    config,
+                    nsx,
+                    inventory_factory(config, progress),
+                    discovery=discovery_factory(config),
+                    progress=progress,
                 )
                 result = scanner.scan()
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
             log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
             return Outcome(EXIT_FAILURE, error=str(exc))
+        finally:
+            progress.close()
         report = scan_report(config, result, run_id)
         paths = write_reports(report, report_dir) if report_dir else []
         code = scan_exit_code(result, detailed_exitcode)

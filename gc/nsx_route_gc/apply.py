@@ -43,6 +43,7 @@ from nsx_route_gc.errors import NsxError, PlanError
 from nsx_route_gc.logs import register_secret
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
 from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.progress import NULL_PROGRESS, Progress
 from nsx_route_gc.report import ROW_FIELDS, Rows, RunInfo, build_report, route_row, write_reports
 from nsx_route_gc.saved_plan import DEFAULT_MAX_AGE, PlannedDeletion, SavedPlan, load_plan
 from nsx_route_gc.scan import (
@@ -100,6 +101,7 @@ def run_apply(
     discovery_factory: DiscoveryFactory = build_discovery,
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
+    progress: Progress = NULL_PROGRESS,
 ) -> Outcome:
     started = time.monotonic()
     if config.nsx.password is not None:
@@ -129,14 +131,17 @@ def run_apply(
             log.warning("apply.no_report_dir", hint="deleted bodies are only in the logs")
         try:
             with nsx_factory(config.nsx) as nsx:
-                inventory = inventory_factory(config)
+                inventory = inventory_factory(config, progress)
                 discovery = discovery_factory(config)
                 if saved is None:
-                    scanner = Scanner(config, nsx, inventory, discovery=discovery, clock=clock)
+                    scanner = Scanner(
+                        config, nsx, inventory, discovery=discovery, clock=clock, progress=progress
+                    )
                     prepared = prepare_fresh(config, scanner)
                 else:
                     prepared = prepare_saved(config, saved, nsx, inventory, clock, discovery)
                 counts = dict(Counter(v.route.router_path for v in prepared.candidates))
+                progress.close()  # the question must not be drawn over by the bars
                 if counts and not confirm(counts):
                     log.warning("apply.cancelled", routes=sum(counts.values()))
                     log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
@@ -146,12 +151,16 @@ def run_apply(
                     allow_overwrite=config.policy.allow_overwrite,
                     batch_size=batch_size,
                     sleep=sleep,
+                    workers=config.nsx.concurrency,
+                    progress=progress,
                 )
                 results = deleter.delete(prepared.candidates)
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
             log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
             return Outcome(EXIT_FAILURE, error=str(exc))
+        finally:
+            progress.close()
         report = apply_report(config, prepared, results, saved, run_id, clock(), batch_size)
         paths = write_reports(report, report_dir) if report_dir else []
         code = EXIT_FAILURE if report["errors"] else EXIT_OK

@@ -15,6 +15,13 @@ from nsx_route_gc import __version__, app, logs
 from nsx_route_gc.apply import run_apply
 from nsx_route_gc.config import Config, load_config, parse_duration
 from nsx_route_gc.errors import ConfigError, RouteGcError
+from nsx_route_gc.progress import (
+    NULL_PROGRESS,
+    NullProgress,
+    Progress,
+    RichProgress,
+    choose_progress,
+)
 from nsx_route_gc.render import to_terminal
 from nsx_route_gc.restore import run_restore
 from nsx_route_gc.tkg import merge_tkg, read_tkg_config
@@ -102,6 +109,7 @@ def _version(value: bool) -> None:
 
 @cli.callback()
 def main_options(
+    ctx: typer.Context,
     log_format: Annotated[
         str,
         typer.Option(
@@ -125,10 +133,17 @@ def main_options(
         logs.configure(log_format.lower(), log_level)
     except ValueError as exc:
         _fail(f"--log-level: {exc}", app.EXIT_USAGE)
+    # Progress bars for a person at a terminal; nothing for JSON logs or a pipe.
+    ctx.obj = choose_progress(log_format.lower(), sys.stderr)
+
+
+def _progress(ctx: typer.Context) -> Progress:
+    return ctx.obj if isinstance(ctx.obj, RichProgress | NullProgress) else NULL_PROGRESS
 
 
 @cli.command()
 def scan(
+    ctx: typer.Context,
     config: ConfigOption,
     report_dir: ReportDirOption = None,
     detailed_exitcode: Annotated[
@@ -149,7 +164,10 @@ def scan(
 
     def body() -> int:
         outcome = app.run_scan(
-            _load(config, tkg_config), report_dir=report_dir, detailed_exitcode=detailed_exitcode
+            _load(config, tkg_config),
+            report_dir=report_dir,
+            detailed_exitcode=detailed_exitcode,
+            progress=_progress(ctx),
         )
         _print_outcome(outcome)
         return outcome.exit_code
@@ -184,6 +202,7 @@ def _confirmation(yes: bool, verb: str) -> Callable[[dict[str, int]], bool]:
 
 @cli.command("apply")
 def apply_command(
+    ctx: typer.Context,
     config: ConfigOption,
     plan: Annotated[
         Path | None,
@@ -229,6 +248,7 @@ def apply_command(
             max_plan_age=age,
             allow_old_plan=allow_old_plan,
             batch_size=batch_size,
+            progress=_progress(ctx),
         )
         _print_outcome(outcome)
         return outcome.exit_code

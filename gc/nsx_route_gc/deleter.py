@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 import structlog
 
 from nsx_route_gc.errors import NsxError
+from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import Action, Route, RouteVerdict
+from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +98,8 @@ class Deleter:
         confirm_attempts: int = 3,
         confirm_interval: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        workers: int = 1,
+        progress: Progress = NULL_PROGRESS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -104,28 +109,45 @@ class Deleter:
         self.confirm_attempts = max(1, confirm_attempts)
         self.confirm_interval = confirm_interval
         self.sleep = sleep
+        self.workers = max(1, workers)
+        self.progress = progress
 
     def delete(self, candidates: Sequence[RouteVerdict]) -> list[DeletionResult]:
-        """Delete ``candidates`` (each with the revision it was listed at), router by router."""
+        """Delete ``candidates`` (each with the revision it was listed at), router by router.
+
+        Routers are worked on concurrently (``workers``, the NSX client's own concurrency), each
+        router's batches in order; results come back in the order of ``candidates``' routers.
+        """
         by_router: dict[str, list[RouteVerdict]] = {}
         for v in candidates:
             by_router.setdefault(v.route.router_path, []).append(v)
-        results: list[DeletionResult] = []
-        for router, routes in by_router.items():
-            log.info("router.deleting", router=router, routes=len(routes))
-            decided: dict[tuple[str, str], DeletionResult] = {}
-            accepted: list[RouteVerdict] = []
-            for start in range(0, len(routes), self.batch_size):
-                batch = routes[start : start + self.batch_size]
-                if self._send_batch(router, batch):
-                    accepted.extend(batch)
-                else:
-                    decided.update({_key(v): self._delete_one(v) for v in batch})
-            decided.update(self._confirm_router(router, accepted))
-            for v in routes:
-                result = decided[_key(v)]
-                _log(result)
-                results.append(result)
+        task = self.progress.task("deletions done", total=len(candidates))
+
+        def one_router(item: tuple[str, list[RouteVerdict]]) -> list[DeletionResult]:
+            router, routes = item
+            done = self._delete_router(router, routes)
+            task.advance(len(done))
+            return done
+
+        workers = min(self.workers, max(1, len(by_router)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="delete") as pool:
+            per_router = list(pool.map(carry_context(one_router), by_router.items()))
+        return [result for done in per_router for result in done]
+
+    def _delete_router(self, router: str, routes: Sequence[RouteVerdict]) -> list[DeletionResult]:
+        log.info("router.deleting", router=router, routes=len(routes))
+        decided: dict[tuple[str, str], DeletionResult] = {}
+        accepted: list[RouteVerdict] = []
+        for start in range(0, len(routes), self.batch_size):
+            batch = routes[start : start + self.batch_size]
+            if self._send_batch(router, batch):
+                accepted.extend(batch)
+            else:
+                decided.update({_key(v): self._delete_one(v) for v in batch})
+        decided.update(self._confirm_router(router, accepted))
+        results = [decided[_key(v)] for v in routes]
+        for result in results:
+            _log(result)
         return results
 
     def _send_batch(self, router: str, batch: Sequence[RouteVerdict]) -> bool:

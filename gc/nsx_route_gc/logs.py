@@ -78,8 +78,20 @@ def use_json(log_format: str, stream: TextIO) -> bool:
     return not stream.isatty()
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time: progress bars redirect it while they
+    are drawn, so that log lines appear above the bars instead of through them."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(log_format: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Route structlog and the standard library's logging to ``stream`` (stderr by default)."""
+    target: TextIO | _CurrentStderr = stream if stream is not None else _CurrentStderr()
     stream = stream or sys.stderr
     as_json = use_json(log_format, stream)
     numeric = logging.getLevelNamesMapping().get(level.upper())
@@ -102,7 +114,7 @@ def configure(log_format: str = "auto", level: str = "info", stream: TextIO | No
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(stream)
+    handler: logging.StreamHandler[Any] = logging.StreamHandler(target)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -72,6 +72,8 @@ def problems(report: dict[str, Any]) -> list[str]:
 # Report-only sections list at most this many rows in report.md; report.csv and report.json
 # have them all. Routes to delete (the evidence for an approval) are never cut.
 SECTION_LIMIT = 1000
+# The terminal summary lists at most this many routes per group.
+TERMINAL_LIMIT = 50
 _SECTIONS = (
     ("stale-next-hop", "Stale next hops (reported, not deleted)"),
     ("conflict", "Conflicts: one network, several live routes (never deleted)"),
@@ -194,15 +196,17 @@ def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
         if not rows:
             continue
         lines += ["", title]
-        for r in rows:
+        for r in rows[:TERMINAL_LIMIT]:
             detail = r["hold_reason"] or r.get("error") or r.get("note")
             action = "" if r["action"] == "delete" else r["action"]
-            extra = (
-                f" [{action}: {detail}]" if action and detail else f" [{action}]" if action else ""
-            )
+            if detail and action and not detail.startswith(action):
+                detail = f"{action}: {detail}"
+            extra = f" [{detail or action}]" if detail or action else ""
             lines.append(
                 f"  {r['router_path']}  {r['network']:<18}  {r['id']}  {r['reason']}{extra}"
             )
+        if len(rows) > TERMINAL_LIMIT:
+            lines.append(f"  ... and {len(rows) - TERMINAL_LIMIT} more (see the reports)")
     trouble = problems(report)
     if trouble:
         lines += ["", "Problems:"] + [f"  {p}" for p in trouble]
