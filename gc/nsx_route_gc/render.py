@@ -185,13 +185,14 @@ def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
     actions = ", ".join(f"{k} {v}" for k, v in summary["actions"].items() if v and k != "none")
     if actions:
         lines.append(f"Actions: {actions}")
+    acted = [r for r in report["routes"] if r["action"] != "none"]
     if report["mode"] == "scan":
         groups = [
-            ("Routes to delete:", [r for r in report["routes"] if r["action"] == "delete"]),
-            ("Orphaned but held:", [r for r in report["routes"] if r["action"] == "held"]),
+            ("Routes to delete:", [r for r in acted if r["action"] == "delete"]),
+            ("Orphaned but held:", [r for r in acted if r["action"] == "held"]),
         ]
     else:
-        groups = [("Routes acted on:", [r for r in report["routes"] if r["action"] != "none"])]
+        groups = [("Routes acted on:", acted)]
     for title, rows in groups:
         if not rows:
             continue
