@@ -20,6 +20,7 @@ from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
+from nsx_route_gc import nsx as nsx_module
 from nsx_route_gc.config import NsxSettings, Secret
 from nsx_route_gc.errors import ConfigError, NsxApiError, NsxError
 from nsx_route_gc.models import CLUSTER_TAG_SCOPE, NODE_TAG_SCOPE
@@ -902,3 +903,17 @@ def test_no_secret_reaches_error_messages_or_logs(
         for secret in secrets:
             assert secret not in text
     assert "password ***" in str(errors[0])
+
+
+def test_repeated_tag_pairs_are_shared_and_the_table_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+
+    monkeypatch.setattr(nsx_module, "_SHARED_PAIRS", {})
+    monkeypatch.setattr(nsx_module, "_SHARED_PAIRS_MAX", 2)
+    first = nsx_module._shared_pair("vsphere.k8s.io/cluster-name", "kubernetes")
+    again = nsx_module._shared_pair("vsphere.k8s.io/cluster-name", "kubernetes")
+    assert first is again
+    for i in range(10):
+        assert nsx_module._shared_pair("odd", f"value-{i}") == ("odd", f"value-{i}")
+    assert len(nsx_module._SHARED_PAIRS) == 2

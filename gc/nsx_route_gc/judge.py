@@ -164,7 +164,11 @@ def judge(
 ) -> Plan:
     """Judge every route of every router listed whole against the clusters' inventories."""
     with collector_paused():
-        return _judge(routers, clusters, policy, now)
+        plan = _judge(routers, clusters, policy, now)
+    # The caches hold an entry per network judged: free them for the rest of the run.
+    _net.cache_clear()
+    _addr.cache_clear()
+    return plan
 
 
 def _judge(

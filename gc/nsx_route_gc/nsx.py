@@ -268,9 +268,12 @@ def route_from_nsx(obj: Mapping[str, Any], router_path: str) -> Route:
         scope, value = tag.get("scope", ""), tag.get("tag", "")
         if not isinstance(scope, str) or not isinstance(value, str):
             raise bad("tags")
-        # Interned: the scopes, the cluster name and _protection repeat on every route, and
-        # 100,000 copies of each would cost tens of MB.
-        tags.append((sys.intern(scope), value if scope == NODE_TAG_SCOPE else sys.intern(value)))
+        # Shared: the scopes, the cluster tag and _protection repeat on every route, and
+        # 100,000 copies of each (and of the cluster tag's pair) would cost tens of MB.
+        if scope == NODE_TAG_SCOPE:
+            tags.append((sys.intern(scope), value))
+        else:
+            tags.append(_shared_pair(scope, value))
 
     return Route(
         router_path=router_path,
@@ -285,6 +288,22 @@ def route_from_nsx(obj: Mapping[str, Any], router_path: str) -> Route:
         display_name=_optional_str(obj, "display_name", bad),
         raw=json.dumps(dict(obj), separators=(",", ":"), sort_keys=True),
     )
+
+
+# A handful of distinct (scope, tag) pairs in practice; the bound keeps odd inputs (a tag with
+# a unique value on every route) from growing it without end.
+_SHARED_PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+_SHARED_PAIRS_MAX = 4096
+
+
+def _shared_pair(scope: str, value: str) -> tuple[str, str]:
+    pair = _SHARED_PAIRS.get((scope, value))
+    if pair is not None:
+        return pair
+    pair = (sys.intern(scope), sys.intern(value))
+    if len(_SHARED_PAIRS) < _SHARED_PAIRS_MAX:
+        _SHARED_PAIRS[pair] = pair
+    return pair
 
 
 def _optional_int(obj: Mapping[str, Any], field: str, bad: Callable[[str], NsxError]) -> int | None:
