@@ -54,8 +54,10 @@ class Outcome:
 
 
 @contextmanager
-def bound_run(mode: str) -> Iterator[str]:
-    """Bind a run id to every log line of this run."""
+def bound_run(mode: str, config: Config) -> Iterator[str]:
+    """Bind a run id to every log line of this run; scrub its NSX password from all of them."""
+    if config.nsx.password is not None:
+        register_secret(config.nsx.password.reveal())
     run_id = uuid.uuid4().hex[:12]
     with structlog.contextvars.bound_contextvars(run_id=run_id, mode=mode):
         yield run_id
@@ -119,9 +121,7 @@ def run_scan(
     progress: Progress = NULL_PROGRESS,
 ) -> Outcome:
     started = time.monotonic()
-    if config.nsx.password is not None:
-        register_secret(config.nsx.password.reveal())
-    with bound_run("scan") as run_id:
+    with bound_run("scan", config) as run_id:
         report = None
         try:
             with nsx_factory(config.nsx) as nsx:

@@ -40,7 +40,6 @@ from nsx_route_gc.capi import build_discovery
 from nsx_route_gc.config import Config
 from nsx_route_gc.deleter import DEFAULT_BATCH_SIZE, Deleter, DeletionResult
 from nsx_route_gc.errors import NsxError, PlanError
-from nsx_route_gc.logs import register_secret
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
 from nsx_route_gc.nsx import NsxClient
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
@@ -104,9 +103,7 @@ def run_apply(
     progress: Progress = NULL_PROGRESS,
 ) -> Outcome:
     started = time.monotonic()
-    if config.nsx.password is not None:
-        register_secret(config.nsx.password.reveal())
-    with bound_run("apply") as run_id:
+    with bound_run("apply", config) as run_id:
         saved = None
         if plan_path is not None:
             try:

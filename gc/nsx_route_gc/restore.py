@@ -31,7 +31,6 @@ from nsx_route_gc.app import (
 from nsx_route_gc.config import Config
 from nsx_route_gc.deleter import REQUIRE_OVERRIDE, marked_for_delete
 from nsx_route_gc.errors import NsxError, PlanError
-from nsx_route_gc.logs import register_secret
 from nsx_route_gc.models import Action, Plan, Route, RouterListing
 from nsx_route_gc.nsx import NsxClient
 from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report, write_reports
@@ -149,9 +148,7 @@ def run_restore(
 ) -> Outcome:
     started_clock = time.monotonic()
     started = clock()
-    if config.nsx.password is not None:
-        register_secret(config.nsx.password.reveal())
-    with bound_run("restore") as run_id:
+    with bound_run("restore", config) as run_id:
         try:
             items = load_restore(report_path, nsx_host=config.nsx.host, route_ids=route_ids)
         except PlanError as exc:
