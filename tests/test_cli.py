@@ -171,3 +171,19 @@ def test_tkg_config_files_supply_nsx_settings_and_retired_cidrs(tmp_path: Path) 
     assert "Verdicts: live 3, orphaned 3, foreign 2" in out
     assert "cluster-gone" in out
     assert sim.nsx.password not in out + err
+
+
+def test_unwritable_report_dir_is_refused_before_anything_runs(
+    seed: tuple[Simulator, Path], tmp_path: Path
+) -> None:
+    sim, config = seed
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for command in (["scan"], ["apply", "--yes"]):
+        code, _, err = run(*command, "--config", str(config), "--report-dir", str(blocker / "r"))
+        assert code == 2
+        assert "--report-dir" in err
+        assert "cannot write there" in err
+        assert "Traceback" not in err
+    assert sim.nsx.counters.get("nsx_list_routes", 0) == 0
+    assert sim.nsx.counters.get("nsx_hierarchical", 0) == 0

@@ -23,6 +23,7 @@ from nsx_route_gc.progress import (
     choose_progress,
 )
 from nsx_route_gc.render import to_terminal
+from nsx_route_gc.report import check_report_dir
 from nsx_route_gc.restore import run_restore
 from nsx_route_gc.tkg import merge_tkg, read_tkg_config
 
@@ -81,14 +82,19 @@ def _load(path: Path, tkg_files: list[Path] | None = None) -> Config:
     return loaded.config
 
 
-def _guard(body: Callable[[], int]) -> NoReturn:
+def _guard(body: Callable[[], int], report_dir: Path | None = None) -> NoReturn:
     """Run a command body: usage problems exit 2, our runtime errors 1, always in one line."""
     try:
+        if report_dir is not None:
+            check_report_dir(report_dir)
         code = body()
     except ConfigError as exc:
         _fail(str(exc), app.EXIT_USAGE)
     except RouteGcError as exc:
         _fail(str(exc), app.EXIT_FAILURE)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", app.EXIT_FAILURE)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     raise typer.Exit(code)
@@ -172,7 +178,7 @@ def scan(
         _print_outcome(outcome)
         return outcome.exit_code
 
-    _guard(body)
+    _guard(body, report_dir)
 
 
 # --- apply and restore: the commands that change NSX -------------------------------------
@@ -253,7 +259,7 @@ def apply_command(
         _print_outcome(outcome)
         return outcome.exit_code
 
-    _guard(body)
+    _guard(body, report_dir)
 
 
 @cli.command("restore")
@@ -291,7 +297,7 @@ def restore_command(
         _print_outcome(outcome)
         return outcome.exit_code
 
-    _guard(body)
+    _guard(body, report_dir)
 
 
 @cli.command()

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import socket
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from nsx_route_gc import __version__
+from nsx_route_gc.errors import ConfigError
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict, plan_sha256
 from nsx_route_gc.render import iter_markdown
 
@@ -290,6 +292,19 @@ def iter_csv(report: dict[str, Any]) -> Iterator[str]:
 
 def to_csv(report: dict[str, Any]) -> str:
     return "".join(iter_csv(report))
+
+
+def check_report_dir(directory: Path) -> None:
+    """Fail before the run, not after it (after an apply has deleted routes, say), when the
+    report directory cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"--report-dir {directory}: cannot write there: {exc.strerror or exc}"
+        ) from exc
 
 
 def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
