@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import Any
+
+from werkzeug import Response
 
 from nsx_route_gc.models import CLUSTER_TAG_SCOPE, NODE_TAG_SCOPE, Node, Route
+from nsx_route_gc.simulator.kube import status_body
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 OLD_MS = int((NOW - timedelta(days=30)).timestamp() * 1000)
@@ -53,3 +59,32 @@ def foreign_route(rid: str = "default", network: str = "0.0.0.0/0", router: str 
 
 def node(uid: str, cidr: str, ip: str, name: str = "n") -> Node:
     return Node(uid=uid, name=name, pod_cidrs=(cidr,), addresses=(ip,))
+
+
+class FakeTime:
+    """A clock that only moves when somebody sleeps; sleeps are recorded. Thread-safe."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self.now += seconds
+
+
+def kube_json(code: int, body: dict[str, Any]) -> Response:
+    """A Kubernetes API answer; the reason phrase as Go's net/http writes it ("403 Forbidden")."""
+    status = f"{code} {HTTPStatus(code).phrase}"
+    return Response(json.dumps(body), status, content_type="application/json")
+
+
+def kube_status(code: int, reason: str, message: str) -> Response:
+    """A Kubernetes Status error answer."""
+    return kube_json(code, status_body(code, reason, message))

@@ -8,14 +8,12 @@ One pytest-httpserver plays the management cluster under ``/mgmt`` (ClusterList 
 from __future__ import annotations
 
 import base64
-import json
 import re
 import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ import yaml
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from factories import ccm_route
+from factories import ccm_route, kube_json, kube_status
 from nsx_route_gc.capi import ClusterApiDiscovery, build_discovery
 from nsx_route_gc.config import ClusterApiConfig, Config, NsxSettings, StateConfig, load_config
 from nsx_route_gc.judge import judge
@@ -42,7 +40,6 @@ from nsx_route_gc.models import (
 from nsx_route_gc.nsx import NsxClient
 from nsx_route_gc.scan import Scanner
 from nsx_route_gc.simulator import Simulator, load_scenario
-from nsx_route_gc.simulator.kube import status_body
 
 CANARY = "canary-Wl-T0ken-xyz"
 MGMT_TOKEN = "mgmt-T0ken-abc"
@@ -147,27 +144,27 @@ class FakeApi:
         if path.startswith("/wl/"):
             name = path.split("/")[2]
             if request.headers.get("Authorization") != f"Bearer {CANARY}":
-                return self._status(401, "Unauthorized", "Unauthorized")
+                return kube_status(401, "Unauthorized", "Unauthorized")
             items = self.nodes.get(name, [])
-            return self._json(
+            return kube_json(
                 200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": items}
             )
         if request.headers.get("Authorization") != f"Bearer {MGMT_TOKEN}":
-            return self._status(401, "Unauthorized", "Unauthorized")
+            return kube_status(401, "Unauthorized", "Unauthorized")
         if match := re.fullmatch(r"/mgmt/api/v1/namespaces/([^/]+)/secrets/([^/]+)", path):
             secret = self.secrets.get((match[1], match[2]))
             if secret is None:
-                return self._status(404, "NotFound", f'secrets "{match[2]}" not found')
-            return self._json(200, secret)
+                return kube_status(404, "NotFound", f'secrets "{match[2]}" not found')
+            return kube_json(200, secret)
         if match := re.fullmatch(rf"{CLUSTERS}(?:/namespaces/([^/]+))?/clusters", path):
             if self.fail_list:
                 message = 'clusters.cluster.x-k8s.io is forbidden: User "system:serviceaccount:x"'
-                return self._status(self.fail_list, "Forbidden", message)
+                return kube_status(self.fail_list, "Forbidden", message)
             if request.args.get("continue") and self.expire_continue:
                 self.expire_continue -= 1
-                return self._status(410, "Expired", "The provided continue parameter is too old")
-            return self._json(200, self._page(match[1], request.args))
-        return self._status(404, "NotFound", "the server could not find the requested resource")
+                return kube_status(410, "Expired", "The provided continue parameter is too old")
+            return kube_json(200, self._page(match[1], request.args))
+        return kube_status(404, "NotFound", "the server could not find the requested resource")
 
     def _page(self, namespace: str | None, args: Any) -> dict[str, Any]:
         items = [o for (ns, _), o in sorted(self.clusters.items()) if namespace in (None, ns)]
@@ -182,14 +179,6 @@ class FakeApi:
             "metadata": meta,
             "items": items[start : start + limit],
         }
-
-    @staticmethod
-    def _json(code: int, body: dict[str, Any]) -> Response:
-        status = f"{code} {HTTPStatus(code).phrase}"
-        return Response(json.dumps(body), status, content_type="application/json")
-
-    def _status(self, code: int, reason: str, message: str) -> Response:
-        return self._json(code, status_body(code, reason, message))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from kubernetes import client as k8s
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from factories import kube_json, kube_status
 from nsx_route_gc.memory import (
     ClusterMemory,
     Record,
@@ -30,7 +30,6 @@ from nsx_route_gc.memory import (
 )
 from nsx_route_gc.memory_store import CONFIGMAP_KEY, ConfigMapStore, FileStore
 from nsx_route_gc.models import ClusterStatus
-from nsx_route_gc.simulator.kube import status_body
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -245,10 +244,10 @@ class FakeConfigMaps:
         name = request.path.removeprefix(CM_PATH).strip("/")
         if request.method == "GET":
             if self.fail_get:
-                return self._status(self.fail_get, "Forbidden", 'configmaps "x" is forbidden')
+                return kube_status(self.fail_get, "Forbidden", 'configmaps "x" is forbidden')
             if name not in self.objects:
-                return self._status(404, "NotFound", f'configmaps "{name}" not found')
-            return self._json(200, self.objects[name])
+                return kube_status(404, "NotFound", f'configmaps "{name}" not found')
+            return kube_json(200, self.objects[name])
         body = json.loads(request.get_data())
         self.bodies.append(body)
         if self.before_write is not None:
@@ -257,23 +256,14 @@ class FakeConfigMaps:
         name = name or body["metadata"]["name"]
         if request.method == "POST":
             if name in self.objects:
-                return self._status(409, "AlreadyExists", f'configmaps "{name}" already exists')
+                return kube_status(409, "AlreadyExists", f'configmaps "{name}" already exists')
             self.put_object(name, body.get("data") or {})
-            return self._json(201, self.objects[name])
+            return kube_json(201, self.objects[name])
         current = self.objects[name]["metadata"]["resourceVersion"]
         if body["metadata"].get("resourceVersion") != current:
-            return self._status(409, "Conflict", "the object has been modified")
+            return kube_status(409, "Conflict", "the object has been modified")
         self.put_object(name, body.get("data") or {})
-        return self._json(200, self.objects[name])
-
-    @staticmethod
-    def _json(code: int, body: dict[str, Any]) -> Response:
-        # The reason phrase as Go's net/http writes it ("403 Forbidden"), not werkzeug's.
-        status = f"{code} {HTTPStatus(code).phrase}"
-        return Response(json.dumps(body), status, content_type="application/json")
-
-    def _status(self, code: int, reason: str, message: str) -> Response:
-        return self._json(code, status_body(code, reason, message))
+        return kube_json(200, self.objects[name])
 
 
 @pytest.fixture

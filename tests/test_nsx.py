@@ -7,7 +7,6 @@ import json
 import random
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
+from factories import FakeTime
 from nsx_route_gc import nsx as nsx_module
 from nsx_route_gc.config import NsxSettings, Secret
 from nsx_route_gc.errors import ConfigError, NsxApiError, NsxError
@@ -31,24 +31,6 @@ BASIC = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
 T1 = "/infra/tier-1s/tanzu-cl1"
 ROUTES = f"/policy/api/v1{T1}/static-routes"
 UID = "a57a555e-e4eb-49ad-af74-e11a7d7a8ad8"
-
-
-class FakeTime:
-    """Clock and sleep for the client: sleeping moves the clock and is recorded."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
 
 
 @dataclass

@@ -6,29 +6,12 @@ import threading
 
 import pytest
 
+from factories import FakeTime
 from nsx_route_gc.ratelimit import TokenBucket
 
 
-class FakeTime:
-    """A clock that only moves when somebody sleeps; thread-safe."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
-
-
 def test_burst_is_free_then_callers_wait_one_interval_each() -> None:
-    fake = FakeTime()
+    fake = FakeTime(start=1000.0)
     bucket = TokenBucket(10.0, burst=2, clock=fake.clock, sleep=fake.sleep)
 
     waits = [bucket.acquire() for _ in range(5)]
@@ -39,7 +22,7 @@ def test_burst_is_free_then_callers_wait_one_interval_each() -> None:
 
 
 def test_idle_time_refills_up_to_the_burst_only() -> None:
-    fake = FakeTime()
+    fake = FakeTime(start=1000.0)
     bucket = TokenBucket(10.0, burst=3, clock=fake.clock, sleep=fake.sleep)
     for _ in range(3):
         bucket.acquire()
@@ -51,7 +34,7 @@ def test_idle_time_refills_up_to_the_burst_only() -> None:
 
 
 def test_a_clock_stepping_back_does_not_drain_the_bucket() -> None:
-    fake = FakeTime()
+    fake = FakeTime(start=1000.0)
     bucket = TokenBucket(10.0, burst=2, clock=fake.clock, sleep=fake.sleep)
     fake.now -= 50.0
 
