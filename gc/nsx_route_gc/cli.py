@@ -75,8 +75,6 @@ def _load(path: Path, tkg_files: list[Path] | None = None) -> Config:
     merged = merge_tkg([read_tkg_config(f) for f in tkg_files or []])
     environ = {**merged.environ, **os.environ}
     loaded = load_config(path, environ, merged.pod_cidrs)
-    if loaded.config.nsx.password is not None:
-        logs.register_secret(loaded.config.nsx.password.reveal())
     for warning in loaded.warnings:
         log.warning("config.warning", message=warning, config=str(path))
     return loaded.config

@@ -236,7 +236,7 @@ def _judge_live_node(route: Route, network: NetKey, owner: _Owner) -> RouteVerdi
         )
     node_nets = {_net(c) for c in node.pod_cidrs}
     if network not in node_nets:
-        cidrs = ", ".join(node.pod_cidrs) or "none"
+        cidrs = ", ".join(node.pod_cidrs)
         return RouteVerdict(
             route,
             Verdict.ORPHANED,
