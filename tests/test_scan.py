@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from factories import NOW, T1, ccm_route, foreign_route, node
 from nsx_route_gc.config import ClusterConfig, Config, NsxSettings, RetiredCluster
 from nsx_route_gc.errors import NsxError
-from nsx_route_gc.models import ClusterInventory, ClusterStatus, Route, Verdict
-from nsx_route_gc.scan import Scanner
+from nsx_route_gc.models import Action, ClusterInventory, ClusterStatus, Policy, Route, Verdict
+from nsx_route_gc.scan import OVERLAP_MIN_AGE, Scanner
 
 UID1 = "11111111-0000-4000-8000-000000000001"
 UID2 = "22222222-0000-4000-8000-000000000002"
@@ -45,16 +48,17 @@ class FakeInventory:
         return self.result
 
 
-def config() -> Config:
+def config(min_age: timedelta = timedelta(hours=1)) -> Config:
     nsx = NsxSettings(base_url="https://nsx", routers=())
     return Config(
         nsx=nsx,
         clusters=(ClusterConfig("cl2", Path("k")),),
         retired_clusters=(RetiredCluster("cl1", ("172.16.136.0/21",)),),
+        policy=Policy(min_age=min_age),
     )
 
 
-def test_routes_are_listed_before_nodes_and_failed_router_is_not_judged() -> None:
+def test_short_grace_period_lists_routes_before_nodes_and_failed_router_is_not_judged() -> None:
     live = ccm_route(UID2, "172.16.144.0/24", "172.16.128.20")
     nsx = FakeNsx(
         {
@@ -71,7 +75,8 @@ def test_routes_are_listed_before_nodes_and_failed_router_is_not_judged() -> Non
             )
         ],
     )
-    result = Scanner(config(), nsx, inv, clock=lambda: NOW).scan()
+    short = OVERLAP_MIN_AGE - timedelta(seconds=1)
+    result = Scanner(config(short), nsx, inv, clock=lambda: NOW).scan()
     assert nsx.calls.index("nodes") > max(
         i for i, c in enumerate(nsx.calls) if c.startswith("routes")
     )
@@ -122,3 +127,62 @@ def test_retired_cluster_also_discovered_is_not_retired() -> None:
     result = Scanner(config(), nsx, inv, discovery=Discovery(), clock=lambda: NOW).scan()
     assert [c.name for c in result.plan.clusters] == ["cl2", "cl1"]
     assert result.plan.verdicts[0].verdict is Verdict.UNVERIFIED
+
+
+class BlockingNsx(FakeNsx):
+    """Lists a router only once the inventory has begun: a scan that inventoried only after
+    listing would wait here for ever (bounded by the timeout)."""
+
+    def __init__(self, routes: dict[str, list[Route]], inventory_began: threading.Event) -> None:
+        super().__init__(routes)
+        self.inventory_began = inventory_began
+        self.waited: list[bool] = []
+
+    def list_routes(self, router_path: str) -> list[Route]:
+        self.waited.append(self.inventory_began.wait(timeout=5))
+        return super().list_routes(router_path)
+
+
+class SignallingInventory(FakeInventory):
+    def __init__(
+        self, nsx: FakeNsx, result: list[ClusterInventory], began: threading.Event
+    ) -> None:
+        super().__init__(nsx, result)
+        self.began = began
+
+    def inventory(self, clusters: Sequence[ClusterConfig]) -> list[ClusterInventory]:
+        self.began.set()
+        return super().inventory(clusters)
+
+
+def test_long_grace_period_inventories_while_routes_are_listed() -> None:
+    began = threading.Event()
+    nsx = BlockingNsx({T1: [ccm_route(UID1, "172.16.136.0/24", "172.16.128.63")]}, began)
+    inv = SignallingInventory(nsx, [], began)
+    result = Scanner(config(OVERLAP_MIN_AGE), nsx, inv, clock=lambda: NOW).scan()
+    assert nsx.waited == [True]
+    assert result.plan.verdicts[0].verdict is Verdict.ORPHANED
+
+
+def test_grace_period_counts_to_the_start_of_the_inventory() -> None:
+    """A route created after the inventory began may belong to a node that list missed: it
+    is held, even though by the end of a long run it is older than min_age."""
+    after_inventory = int((NOW + timedelta(seconds=1)).timestamp() * 1000)
+    young = dataclasses.replace(
+        ccm_route(UID1, "172.16.136.0/24", "172.16.128.63"), create_time_ms=after_inventory
+    )
+    old = ccm_route(UID1, "172.16.137.0/24", "172.16.128.64")
+    nsx = FakeNsx({T1: [young, old]})
+    inv = FakeInventory(nsx, [])
+
+    def clock() -> datetime:
+        # Listing the routes takes two hours.
+        listed = any(c.startswith("routes") for c in nsx.calls)
+        return NOW + (timedelta(hours=2) if listed else timedelta(0))
+
+    result = Scanner(config(OVERLAP_MIN_AGE), nsx, inv, clock=clock).scan()
+    by_network = {v.route.network: v for v in result.plan.verdicts}
+    assert by_network["172.16.136.0/24"].verdict is Verdict.ORPHANED
+    assert by_network["172.16.136.0/24"].action is Action.HELD
+    assert (by_network["172.16.136.0/24"].hold_reason or "").startswith("grace-period")
+    assert by_network["172.16.137.0/24"].action is Action.DELETE

@@ -63,6 +63,34 @@ if getattr(kube_config, "logging", None) is logging:
     kube_config.logging = _COMPLAINTS  # type: ignore[attr-defined,assignment]  # see _Complaints
 
 
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _safe_load(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a safe loader, C or Python
+    except yaml.YAMLError:
+        # Parsed again for the error alone: the pure-Python parser words it (and places it)
+        # the way operators find in PyYAML's documentation.
+        return yaml.safe_load(text)
+
+
+class _FastYaml:
+    """Stands in for the yaml module inside kube_config, so that the client parses each
+    kubeconfig (again, after _read) with libyaml rather than the pure-Python parser."""
+
+    @staticmethod
+    def safe_load(stream: Any) -> Any:
+        return _safe_load(stream if isinstance(stream, str) else stream.read())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(yaml, name)
+
+
+if getattr(kube_config, "yaml", None) is yaml:
+    kube_config.yaml = _FastYaml()  # type: ignore[attr-defined,assignment]  # see _FastYaml
+
+
 def api_client_from_kubeconfig(kubeconfig: Path | None, context: str | None = None) -> ApiClient:
     """An ApiClient of its own for one kubeconfig and context (None: the pod's service account).
 
@@ -124,7 +152,9 @@ def _read(path: Path, label: str) -> dict[str, Any]:
     except OSError as exc:
         raise KubeError(f"{label}: cannot read: {exc.strerror or type(exc).__name__}") from exc
     try:
-        doc = yaml.safe_load(text)
+        # libyaml when the wheel has it: the pure-Python parser is most of a client's set-up
+        # time, and a scan sets up hundreds.
+        doc = _safe_load(text)
     except yaml.YAMLError as exc:
         # Only the position and the parser's own words: the offending line may hold a token.
         where, problem = "", ""

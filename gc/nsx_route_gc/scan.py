@@ -1,7 +1,11 @@
-"""Orchestration of a scan: list routes, then inventory clusters, then judge.
+"""Orchestration of a scan: list routes and inventory clusters, then judge.
 
-Routes are listed before nodes, so a route can never be newer than the node list that judges
-it: a node created after its route was listed is simply live, never missing.
+A route must never be judged against a node list older than the route: its node may have
+joined after the list was read. The grace period counts to the moment the inventory began,
+so a route created after that is too young to delete, whatever the order. With a grace
+period of at least ``OVERLAP_MIN_AGE`` (more than any sane clock skew between NSX and this
+host), the clusters are inventoried while the routes are listed; with a shorter one, routes
+are listed first and nodes after, which needs no clock at all.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -29,6 +33,9 @@ from nsx_route_gc.models import (
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 log = structlog.get_logger(__name__)
+
+# The shortest grace period under which listing and inventory run at the same time.
+OVERLAP_MIN_AGE = timedelta(minutes=5)
 
 
 class RouteSource(Protocol):
@@ -92,10 +99,18 @@ class Scanner:
         started = self.clock()
         routers = self.routes.list_routers()
         log.info("scan.started", routers=len(routers), clusters=len(self.config.clusters))
-        listings = self.list_routers(routers)
-        inventories = self.inventory()
-        now = self.clock()
-        plan = judge(listings, inventories, self.config.policy, now)
+        if self.config.policy.min_age >= OVERLAP_MIN_AGE:
+            # Inventory needs no NSX call: it runs while listing waits on the rate limit.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inventory") as pool:
+                inventory_started = self.clock()
+                pending = pool.submit(carry_context(self.inventory))
+                listings = self.list_routers(routers)
+                inventories = pending.result()
+        else:
+            listings = self.list_routers(routers)
+            inventory_started = self.clock()
+            inventories = self.inventory()
+        plan = judge(listings, inventories, self.config.policy, inventory_started)
         for held_router, why in plan.limit_holds:
             log.warning("router.deletions_held", router=held_router, reason=why)
         return ScanResult(plan, started, self.clock())
