@@ -19,7 +19,7 @@ from nsx_route_gc.apply import run_apply
 from nsx_route_gc.config import Config, NsxSettings, load_config
 from nsx_route_gc.models import Policy
 from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.report import to_json
+from nsx_route_gc.report_files import to_json
 from nsx_route_gc.restore import run_restore
 from nsx_route_gc.simulator import Simulator, load_scenario
 from nsx_route_gc.simulator.model import Scenario

@@ -47,8 +47,9 @@ def test_fresh_apply_deletes_the_orphans_through_one_hierarchical_call(tmp_path:
         assert env.route_ids() == set(before) - CL1_IDS
         assert env.sim.nsx.counters["nsx_hierarchical"] == 1
         assert env.sim.nsx.counters["nsx_delete"] == 0
-        # The scan's listing is the re-read, one more listing confirms: no read per route.
-        assert env.sim.nsx.counters["nsx_list_routes"] == 2
+        # The scan's listing is the re-read, one search confirms: no read per route.
+        assert env.sim.nsx.counters["nsx_list_routes"] == 1
+        assert env.sim.nsx.counters["nsx_search"] == 1
         assert env.sim.nsx.counters.get("nsx_get", 0) == 0
     by_id = rows(outcome)
     for rid in CL1_IDS:
@@ -63,6 +64,19 @@ def test_fresh_apply_deletes_the_orphans_through_one_hierarchical_call(tmp_path:
     assert report["apply"]["deleted"] == 3
     assert report["apply"]["source"] == "fresh-scan"
     assert (tmp_path / "apply" / "report.md").is_file()
+
+
+def test_under_a_short_grace_period_each_router_is_listed_to_confirm(tmp_path: Path) -> None:
+    """Search may only vouch for routes long indexed: with min_age under five minutes a
+    deleted route can be too new for the index, so its router is listed instead."""
+    with simulated(tmp_path, min_age="4m") as env:
+        env.sim.nsx.reset_counters()
+        outcome = env.apply()
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert env.route_ids().isdisjoint(CL1_IDS)
+        assert env.sim.nsx.counters["nsx_list_routes"] == 2
+        assert env.sim.nsx.counters.get("nsx_search", 0) == 0
+    assert {rows(outcome)[rid]["note"] for rid in CL1_IDS} == {"deleted: confirmed gone"}
 
 
 def test_grace_period_holds_a_young_orphan_and_deletes_the_old_one(tmp_path: Path) -> None:

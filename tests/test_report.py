@@ -17,7 +17,8 @@ from nsx_route_gc.models import (
     RouterListing,
     plan_sha256,
 )
-from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report, to_csv, write_reports
+from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report
+from nsx_route_gc.report_files import to_csv, write_reports
 
 UID1 = "11111111-0000-4000-8000-000000000001"
 UID2 = "22222222-0000-4000-8000-000000000002"

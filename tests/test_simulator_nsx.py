@@ -296,6 +296,69 @@ def test_search_by_cluster_tag_with_paging(nsx: Nsx) -> None:
     _error(nsx.call("GET", "/policy/api/v1/search/query", params={"query": "foo:bar"}), 400)
 
 
+def _search(nsx: Nsx, query: str, **params: Any) -> requests.Response:
+    return nsx.call("GET", "/policy/api/v1/search/query", params={"query": query, **params})
+
+
+def test_search_or_group_of_escaped_values(sim: Simulator, nsx: Nsx) -> None:
+    other = "/infra/tier-1s/tanzu-cl1-b"  # its escaped path starts like T1's: no prefix match
+    sim.nsx.add_route(SimRoute(other, "r1", "10.1.0.0/24", ("172.16.128.9",)))
+    sim.nsx.add_route(SimRoute("/infra/tier-1s/unasked", "r2", "10.2.0.0/24", ("172.16.128.9",)))
+    escaped = r"\/infra\/tier\-1s\/tanzu\-cl1"
+    query = rf"resource_type:StaticRoutes AND parent_path:({escaped} OR {escaped}\-b)"
+
+    found = nsx.list_all("/policy/api/v1/search/query", query=query, page_size=5)
+
+    paths = [r["path"] for p in found for r in p]
+    assert [len(p) for p in found] == [5, 4]
+    assert len(paths) == 9
+    assert paths == sorted(paths)
+    assert {r["parent_path"] for p in found for r in p} == {T1, other}
+    one = _search(nsx, rf"parent_path:({escaped}) AND id:(default\-route OR to\-backup\-net)")
+    assert sorted(r["id"] for r in one.json()["results"]) == ["default-route", "to-backup-net"]
+    quoted = _search(nsx, 'display_name:("default" OR "backup network (manual)")')
+    assert quoted.json()["result_count"] == 2
+
+
+def test_search_included_fields_keep_only_those_top_level_fields(nsx: Nsx) -> None:
+    body = _search(
+        nsx, "id:default\\-route", included_fields="id,path, marked_for_delete,no_such_field"
+    ).json()
+    assert body == {
+        "results": [
+            {"id": "default-route", "path": f"{T1}/static-routes/default-route",
+             "marked_for_delete": False}
+        ],
+        "result_count": 1,
+    }  # fmt: skip
+    assert set(_search(nsx, "id:default\\-route").json()["results"][0]) > {"network", "tags"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "id:(a b)",  # implicit operator
+        "id:(a OR (b OR c))",  # nested group
+        "id:(a OR b",  # unbalanced
+        "id:a OR network:b",  # OR between terms
+        "NOT id:a",
+        "id:a AND",
+    ],
+)
+def test_search_refuses_what_the_simulator_does_not_support(nsx: Nsx, query: str) -> None:
+    _error(_search(nsx, query), 400)
+
+
+def test_search_of_project_routes_needs_their_context() -> None:
+    for sim in _sim("project"):
+        nsx = Nsx(sim)
+        dev = r"\/orgs\/default\/projects\/dev\/infra\/tier\-1s\/dev\-t1"
+        query = rf"parent_path:({dev} OR \/infra\/tier\-1s\/tanzu\-cl1)"
+        assert _search(nsx, query).json()["result_count"] == 0
+        assert _search(nsx, query, context="projects:dev").json()["result_count"] == 3
+        nsx.session.close()
+
+
 def test_rate_limit_answers_429_with_the_nsx_message(sim: Simulator, nsx: Nsx) -> None:
     sim.nsx.monotonic = lambda: 50.0  # every request falls in the same second
     sim.nsx.rate_limit = 2

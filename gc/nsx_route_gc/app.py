@@ -25,7 +25,9 @@ from nsx_route_gc.metrics import MetricsError, RunMetrics, push_run_metrics
 from nsx_route_gc.models import Action
 from nsx_route_gc.nsx import NsxClient
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
-from nsx_route_gc.report import RunInfo, build_report, write_reports
+from nsx_route_gc.render import census
+from nsx_route_gc.report import RunInfo, build_report
+from nsx_route_gc.report_files import write_reports
 from nsx_route_gc.scan import ClusterDiscovery, ClusterSource, Scanner, ScanResult, utc_now
 
 log = structlog.get_logger(__name__)
@@ -99,7 +101,8 @@ def run_metrics(report: dict[str, Any] | None, exit_code: int, duration: float) 
         return RunMetrics(duration_seconds=duration, success=success, finished_at=time.time())
     actions = report["summary"]["actions"]
     return RunMetrics(
-        routes=Counter((row["router_path"], row["verdict"]) for row in report["routes"]),
+        # From the rows' census, kept since the report was built: no row is made again.
+        routes=census(report["routes"]).router_verdicts(),
         deleted=actions.get("deleted", 0),
         delete_failed=actions.get("delete-failed", 0),
         held=actions.get("held", 0),

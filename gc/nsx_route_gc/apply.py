@@ -43,9 +43,18 @@ from nsx_route_gc.errors import NsxError, PlanError
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
 from nsx_route_gc.nsx import NsxClient
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
-from nsx_route_gc.report import ROW_FIELDS, Rows, RunInfo, build_report, route_row, write_reports
+from nsx_route_gc.report import (
+    ROW_FIELDS,
+    Noted,
+    Rows,
+    RowSource,
+    RunInfo,
+    build_report,
+)
+from nsx_route_gc.report_files import write_reports
 from nsx_route_gc.saved_plan import DEFAULT_MAX_AGE, PlannedDeletion, SavedPlan, load_plan
 from nsx_route_gc.scan import (
+    OVERLAP_MIN_AGE,
     ClusterDiscovery,
     ClusterSource,
     RouteSource,
@@ -151,7 +160,9 @@ def run_apply(
                     workers=config.nsx.concurrency,
                     progress=progress,
                 )
-                results = deleter.delete(prepared.candidates)
+                results = deleter.delete(
+                    prepared.candidates, listed=search_vouchers(config, prepared)
+                )
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
             log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
@@ -163,6 +174,30 @@ def run_apply(
         code = EXIT_FAILURE if report["errors"] else EXIT_OK
         log_summary(report, code, started, metrics=config.metrics)
         return Outcome(code, report, paths)
+
+
+def search_vouchers(config: Config, prepared: Prepared) -> dict[str, list[str]] | None:
+    """What lets the search confirm deletions (``confirm``), or None to list each router.
+
+    Search may only vouch for the absence of routes indexed long ago. Under a grace period
+    shorter than OVERLAP_MIN_AGE a deleted route can be minutes old, perhaps not yet in
+    the index, so its absence there would prove nothing.
+    """
+    if config.policy.min_age < OVERLAP_MIN_AGE:
+        return None
+    return listed_paths(prepared)
+
+
+def listed_paths(prepared: Prepared) -> dict[str, list[str]]:
+    """The path of every route this run listed on a router it deletes from: what a search
+    must still find there to be trusted to confirm the deletions (``confirm``)."""
+    routers = {v.route.router_path for v in prepared.candidates}
+    listed: dict[str, list[str]] = {}
+    for listing in prepared.scan.plan.routers:
+        for route in listing.routes:
+            if route.router_path in routers:
+                listed.setdefault(route.router_path, []).append(route.path)
+    return listed
 
 
 def prepare_fresh(config: Config, scanner: Scanner) -> Prepared:
@@ -314,13 +349,14 @@ def apply_report(
 ) -> dict[str, Any]:
     by_key = {r.key: r for r in results}
 
-    def make_row(item: RouteVerdict | dict[str, Any]) -> dict[str, Any]:
+    def make_row(item: RouteVerdict | dict[str, Any]) -> RowSource:
         if isinstance(item, dict):
             return item  # a planned route that was not listed again
         result = by_key.get(_key(item))
         if result is None:
-            return route_row(item)
-        return route_row(result.verdict, error=result.error, note=result.note)
+            return item
+        # Not the row itself: the reports read a verdict's fields without making its row.
+        return Noted(result.verdict, result.error, result.note)
 
     # Made on demand: at scale, every route's row held at once would dominate memory.
     rows = Rows([*prepared.verdicts, *prepared.extra_rows], make_row)

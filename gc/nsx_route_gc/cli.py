@@ -23,7 +23,7 @@ from nsx_route_gc.progress import (
     choose_progress,
 )
 from nsx_route_gc.render import to_terminal
-from nsx_route_gc.report import check_report_dir
+from nsx_route_gc.report_files import check_report_dir
 from nsx_route_gc.restore import run_restore
 from nsx_route_gc.tkg import merge_tkg, read_tkg_config
 

@@ -5,28 +5,36 @@ lists afresh, for a saved plan too): that listing is the re-read before deletion
 ``_revision`` goes with each route into the hierarchical delete with
 ``enforce_revision_check=true``, so NSX itself refuses a batch when any route in it changed
 or vanished since. A rejected batch is retried route by route (a direct re-read, then
-DELETE), so one bad route cannot hold back the rest and a changed route is held. A deletion
-counts only once a read confirms the route is gone: one listing of the router after its
-batches (absent, or ``marked_for_delete`` while NSX realizes it), not one read per route,
-which keeps a run of thousands of deletions within the manager's rate limit.
+DELETE), so one bad route cannot hold back the rest and a changed route is held.
+
+A deletion counts only once a read confirms the route is gone (absent, or
+``marked_for_delete`` while NSX realizes it), and never one read per route, which keeps a
+run of thousands of deletions within the manager's rate limit. Once every router's batches
+are sent, a few searches cover the accepted deletions of many routers at once, where the
+search can be trusted (``confirm`` says when); every other router is listed once more, and
+a route the search still shows is confirmed by its router's listing too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
+from nsx_route_gc.confirm import Presence, RouteSearch, search_presence
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import Action, Route, RouteVerdict
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 DEFAULT_BATCH_SIZE = 100
 REQUIRE_OVERRIDE = "REQUIRE_OVERRIDE"
@@ -35,7 +43,7 @@ NOTE_DELETED = "deleted: confirmed gone"
 NOTE_MARKED = "deleted: marked_for_delete, NSX removes it once realized"
 
 
-class RouteWriter(Protocol):
+class RouteWriter(RouteSearch, Protocol):
     """The NSX calls deletion needs (``NsxClient`` has them)."""
 
     def list_routes(self, router_path: str) -> list[Route]: ...
@@ -69,6 +77,9 @@ class DeletionResult:
     @property
     def key(self) -> tuple[str, str]:
         return (self.verdict.route.router_path, self.verdict.route.id)
+
+
+Decided = dict[tuple[str, str], DeletionResult]  # by (router path, route id)
 
 
 def marked_for_delete(route: Route) -> bool:
@@ -112,31 +123,70 @@ class Deleter:
         self.workers = max(1, workers)
         self.progress = progress
 
-    def delete(self, candidates: Sequence[RouteVerdict]) -> list[DeletionResult]:
-        """Delete ``candidates`` (each with the revision it was listed at), router by router.
+    def delete(
+        self,
+        candidates: Sequence[RouteVerdict],
+        *,
+        listed: Mapping[str, Collection[str]] | None = None,
+    ) -> list[DeletionResult]:
+        """Delete ``candidates`` (each with the revision it was listed at), router by router,
+        then confirm the deletions NSX accepted.
 
-        Routers are worked on concurrently (``workers``, the NSX client's own concurrency), each
-        router's batches in order; results come back in the order of ``candidates``' routers.
+        ``listed`` (router -> path of every route this run listed on it) lets searches confirm
+        many routers at once; without it every router with accepted deletions is listed
+        again. Routers are worked on concurrently (``workers``, the NSX client's own
+        concurrency), each router's batches in order; results come back in the order of
+        ``candidates``' routers.
         """
         by_router: dict[str, list[RouteVerdict]] = {}
         for v in candidates:
             by_router.setdefault(v.route.router_path, []).append(v)
         task = self.progress.task("deletions done", total=len(candidates))
 
-        def one_router(item: tuple[str, list[RouteVerdict]]) -> list[DeletionResult]:
+        def send(item: tuple[str, list[RouteVerdict]]) -> tuple[Decided, list[RouteVerdict]]:
             router, routes = item
-            done = self._delete_router(router, routes)
-            task.advance(len(done))
+            decided, accepted = self._send_router(router, routes)
+            task.advance(len(decided))
+            if not accepted:
+                _log_router(routes, decided)
+            return decided, accepted
+
+        sent = dict(zip(by_router, self._map(send, list(by_router.items())), strict=True))
+        accepted = {router: acc for router, (_, acc) in sent.items() if acc}
+        presence = self._search(accepted, by_router, listed)
+
+        def confirm(router: str) -> Decided:
+            decided = sent[router][0]
+            done = {
+                **decided,
+                **self._confirm_accepted(router, accepted[router], presence.get(router)),
+            }
+            task.advance(len(done) - len(decided))
+            # Logged as soon as known: the log is the way back when the report is lost.
+            _log_router(by_router[router], done)
             return done
 
-        workers = min(self.workers, max(1, len(by_router)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="delete") as pool:
-            per_router = list(pool.map(carry_context(one_router), by_router.items()))
-        return [result for done in per_router for result in done]
+        final = dict(zip(accepted, self._map(confirm, list(accepted)), strict=True))
+        return [
+            (final.get(router) or sent[router][0])[_key(v)]
+            for router, routes in by_router.items()
+            for v in routes
+        ]
 
-    def _delete_router(self, router: str, routes: Sequence[RouteVerdict]) -> list[DeletionResult]:
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if not items:
+            return []
+        workers = min(self.workers, len(items))
+        with ThreadPoolExecutor(workers, thread_name_prefix="delete") as pool:
+            return list(pool.map(carry_context(fn), items))
+
+    def _send_router(
+        self, router: str, routes: Sequence[RouteVerdict]
+    ) -> tuple[Decided, list[RouteVerdict]]:
+        """Send a router's batches: what was decided already (one by one, after a refused
+        batch), and the routes whose batch NSX accepted, still to be confirmed."""
         log.info("router.deleting", router=router, routes=len(routes))
-        decided: dict[tuple[str, str], DeletionResult] = {}
+        decided: Decided = {}
         accepted: list[RouteVerdict] = []
         for start in range(0, len(routes), self.batch_size):
             batch = routes[start : start + self.batch_size]
@@ -144,11 +194,46 @@ class Deleter:
                 accepted.extend(batch)
             else:
                 decided.update({_key(v): self._delete_one(v) for v in batch})
-        decided.update(self._confirm_router(router, accepted))
-        results = [decided[_key(v)] for v in routes]
-        for result in results:
-            _log(result)
-        return results
+        return decided, accepted
+
+    def _search(
+        self,
+        accepted: Mapping[str, Sequence[RouteVerdict]],
+        by_router: Mapping[str, Sequence[RouteVerdict]],
+        listed: Mapping[str, Collection[str]] | None,
+    ) -> dict[str, Presence]:
+        if listed is None or not accepted:
+            return {}
+        survivors = {}
+        for router in accepted:
+            up = {v.route.path for v in by_router[router]}
+            survivors[router] = [p for p in listed.get(router, ()) if p not in up]
+        deleted = {r: [v.route.path for v in routes] for r, routes in accepted.items()}
+        return search_presence(self.nsx, deleted, survivors, workers=self.workers)
+
+    def _confirm_accepted(
+        self, router: str, accepted: Sequence[RouteVerdict], presence: Presence | None
+    ) -> Decided:
+        """Confirm by the search where it is trusted; the rest by listing the router."""
+        if presence is None:
+            return self._confirm_router(router, accepted)
+        decided: Decided = {}
+        shown: list[RouteVerdict] = []
+        for v in accepted:
+            marked = presence.get(v.route.path)
+            if marked is None:
+                decided[_key(v)] = gone(v, NOTE_DELETED)
+            elif marked:
+                decided[_key(v)] = gone(v, NOTE_MARKED)
+            else:
+                shown.append(v)
+        if shown:
+            # The index may be behind the delete, or the route really is still there.
+            log.info(
+                "router.confirm_search_shows", router=router, routes=len(shown), fallback="listing"
+            )
+            decided.update(self._confirm_router(router, shown))
+        return decided
 
     def _send_batch(self, router: str, batch: Sequence[RouteVerdict]) -> bool:
         overwrite = self.allow_overwrite and any(
@@ -171,12 +256,10 @@ class Deleter:
             return False
         return True
 
-    def _confirm_router(
-        self, router: str, accepted: Sequence[RouteVerdict]
-    ) -> dict[tuple[str, str], DeletionResult]:
+    def _confirm_router(self, router: str, accepted: Sequence[RouteVerdict]) -> Decided:
         """Confirm accepted deletions with listings of the router, polling a few times."""
         pending = {v.route.id: v for v in accepted}
-        decided: dict[tuple[str, str], DeletionResult] = {}
+        decided: Decided = {}
         for attempt in range(self.confirm_attempts):
             if not pending:
                 break
@@ -265,6 +348,11 @@ class Deleter:
 
 def _key(v: RouteVerdict) -> tuple[str, str]:
     return (v.route.router_path, v.route.id)
+
+
+def _log_router(routes: Sequence[RouteVerdict], decided: Decided) -> None:
+    for v in routes:
+        _log(decided[_key(v)])
 
 
 def _log(result: DeletionResult) -> None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,15 +21,17 @@ from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import NsxApiError, NsxError
 from nsx_route_gc.models import NODE_TAG_SCOPE, Route
 from nsx_route_gc.nsx_http import API_PREFIX, NsxTransport
+from nsx_route_gc.nsx_query import (
+    SEARCH_FIELDS,
+    SEARCH_PATH,
+    TIER1_PATH,
+    route_presence_query,
+    search_context,
+)
 
 log = structlog.get_logger(__name__)
 
 PROJECTS_PATH = "/orgs/default/projects"
-# The policy path of a Tier-1, in /infra or in a project's infra; "infra" is where the
-# hierarchical PATCH for its children goes.
-_TIER1_PATH = re.compile(
-    r"^(?P<infra>(?:/orgs/[^/]+/projects/[^/]+)?/infra)/tier-1s/(?P<id>[^/]+)$"
-)
 
 
 class NsxClient:
@@ -162,7 +163,7 @@ class NsxClient:
         ``_revision`` (when given). ``routes`` are (route id, revision) pairs."""
         if not routes:
             return
-        match = _TIER1_PATH.match(router_path.rstrip("/"))
+        match = TIER1_PATH.match(router_path.rstrip("/"))
         if match is None:
             raise NsxError(f"not a Tier-1 policy path: {router_path}")
         children = []
@@ -196,6 +197,79 @@ class NsxClient:
             json_body=body,
             headers=_overwrite_header(allow_overwrite),
         )
+
+    # ------------------------------------------------------------------------------- search
+
+    def search_route_presence(self, routers: Sequence[str]) -> dict[str, dict[str, bool]]:
+        """The static routes of ``routers`` that the search index holds, each with its
+        ``marked_for_delete``: router -> {route path: marked}, every router a key.
+
+        The routers share one search context (see ``route_search_chunks``). One query, every
+        page, and only the fields needed. NsxError unless the answer is whole: malformed, a
+        repeated cursor, or a ``result_count`` that moved or disagrees with the results
+        received (the index changed while paging, so a result may have been skipped).
+        """
+        wanted = [r.rstrip("/") for r in routers]
+        contexts = {search_context(r) for r in wanted}
+        context = contexts.pop() if len(contexts) == 1 else None
+        if context is None:
+            raise NsxError(f"cannot search the routes of {wanted}: not Tier-1s of one space")
+        params = {
+            "query": route_presence_query(wanted),
+            "page_size": str(self._settings.page_size),
+            "included_fields": SEARCH_FIELDS,
+        }
+        if context:
+            params["context"] = context
+        found: dict[str, dict[str, bool]] = {r: {} for r in routers}
+        asked = {r.rstrip("/"): r for r in routers}
+        for path, router, marked in self._search_all(params, len(wanted)):
+            # An index may match more than asked; only the routers asked about count.
+            if router in asked:
+                found[asked[router]][path] = marked
+        return found
+
+    def _search_all(
+        self, params: Mapping[str, str], routers: int
+    ) -> Iterator[tuple[str, str, bool]]:
+        """(path, router, marked_for_delete) of every result, following ``cursor``; raises
+        after the last result when the answer was not whole."""
+        rest = API_PREFIX + SEARCH_PATH
+        where = f"GET {rest} (routes of {routers} router(s))"
+        received = 0
+        total: int | None = None
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            page_params = dict(params, cursor=cursor) if cursor else dict(params)
+            response = self._http.request("GET", rest, kind="search", params=page_params)
+            page = self._http.decode_json(response, "GET", rest)
+            results = page.get("results") if isinstance(page, dict) else None
+            if not isinstance(results, list):
+                raise NsxError(f"malformed JSON from NSX at {where}: no results list")
+            count = page.get("result_count")
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise NsxError(f"malformed JSON from NSX at {where}: no result_count")
+            if total is not None and count != total:
+                raise NsxError(f"NSX search results changed while paging at {where}")
+            total = count
+            received += len(results)
+            for item in results:
+                yield _search_result(item, where)
+            cursor = page.get("cursor")
+            if cursor is None or cursor == "":
+                break
+            if not isinstance(cursor, str):
+                raise NsxError(f"malformed JSON from NSX at {where}: cursor is not a string")
+            if cursor in seen:
+                raise NsxError(f"NSX repeated a paging cursor at {where}: search aborted")
+            if not results:
+                raise NsxError(f"NSX sent an empty page before the last at {where}")
+            seen.add(cursor)
+        if received != total:
+            raise NsxError(
+                f"NSX search answered {received} result(s) of the {total} it counted at {where}"
+            )
 
     # ------------------------------------------------------------------------------- paging
 
@@ -286,9 +360,12 @@ def route_from_nsx(obj: Mapping[str, Any], router_path: str) -> Route:
         revision=_optional_int(obj, "_revision", bad),
         protection=_interned(_optional_str(obj, "_protection", bad)),
         display_name=_optional_str(obj, "display_name", bad),
-        raw=json.dumps(dict(obj), separators=(",", ":"), sort_keys=True),
+        raw=_COMPACT_SORTED.encode(obj if isinstance(obj, dict) else dict(obj)),
     )
 
+
+# One encoder for every route: json.dumps with arguments builds a new one per call.
+_COMPACT_SORTED = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 # A handful of distinct (scope, tag) pairs in practice; the bound keeps odd inputs (a tag with
 # a unique value on every route) from growing it without end.
@@ -340,3 +417,21 @@ def _router_of(route_path: str) -> str:
 
 def _overwrite_header(allow_overwrite: bool) -> dict[str, str]:
     return {"X-Allow-Overwrite": "true"} if allow_overwrite else {}
+
+
+def _search_result(item: object, where: str) -> tuple[str, str, bool]:
+    """(path, router, marked_for_delete) of one search result, from the fields asked for."""
+    if not isinstance(item, dict):
+        raise NsxError(f"malformed JSON from NSX at {where}: a result is not an object")
+    path, parent, route_id = item.get("path"), item.get("parent_path"), item.get("id")
+    if not isinstance(parent, str) or not parent:
+        parent = None
+    if not isinstance(path, str) or not path:
+        if parent is None or not isinstance(route_id, str) or not route_id:
+            raise NsxError(f"malformed JSON from NSX at {where}: a result without path")
+        path = f"{parent.rstrip('/')}/static-routes/{route_id}"
+    marked = item.get("marked_for_delete", False)
+    if not isinstance(marked, bool):
+        raise NsxError(f"malformed JSON from NSX at {where}: marked_for_delete not a boolean")
+    router = parent.rstrip("/") if parent is not None else _router_of(path)
+    return path, router, marked

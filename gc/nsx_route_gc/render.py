@@ -1,11 +1,22 @@
-"""Human renderings of a report document: Markdown for a change ticket, a terminal summary."""
+"""Human renderings of a report document: Markdown for a change ticket, a terminal summary.
+
+Both list a few rows out of possibly 100,000: which ones, and the counts, come from the rows'
+``Census`` (one pass over a few fields of each row), and only the rows listed are made.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 Row = dict[str, Any]
+# What the counts and the choice of listed rows need of a row: router path, route id,
+# revision, verdict, action and flag. Read straight from a verdict (``report.Rows``), these
+# cost a tuple; a whole row costs twenty-odd fields and a date.
+Facts = tuple[str, str, int | None, str, str, str | None]
 
 
 def _cell(value: object) -> str:
@@ -16,9 +27,13 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _table_row(row: Sequence[object]) -> str:
+    return "| " + " | ".join(_cell(v) for v in row) + " |"
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    lines += [_table_row(row) for row in rows]
     return lines
 
 
@@ -35,25 +50,26 @@ def _owner(row: Row) -> str:
     return "-"
 
 
-def _route_table(rows: Sequence[Row], *, with_action: bool = False) -> list[str]:
+def _route_headers(with_action: bool) -> list[str]:
     headers = ["router", "route id", "network", "next hops", "created", "reason", "cluster/node"]
     if with_action:
         headers += ["action", "hold reason / error / note"]
-    body = []
-    for r in rows:
-        cells: list[object] = [
-            r["router_path"],
-            f"`{r['id']}`",
-            r["network"],
-            r["next_hops"],
-            r["create_time"],
-            ("**HIGH** " if r["severity"] == "high" else "") + (r["reason"] or ""),
-            _owner(r),
-        ]
-        if with_action:
-            cells += [r["action"], r["hold_reason"] or r.get("error") or r.get("note")]
-        body.append(cells)
-    return _table(headers, body)
+    return headers
+
+
+def _route_cells(r: Row, with_action: bool) -> list[object]:
+    cells: list[object] = [
+        r["router_path"],
+        f"`{r['id']}`",
+        r["network"],
+        r["next_hops"],
+        r["create_time"],
+        ("**HIGH** " if r["severity"] == "high" else "") + (r["reason"] or ""),
+        _owner(r),
+    ]
+    if with_action:
+        cells += [r["action"], r["hold_reason"] or r.get("error") or r.get("note")]
+    return cells
 
 
 def problems(report: dict[str, Any]) -> list[str]:
@@ -83,14 +99,96 @@ _SECTIONS = (
 )
 
 
-def _section_of(row: Row) -> str | None:
-    if row["verdict"] == "foreign":
-        return "flagged" if row["flag"] else None
-    return (
-        row["verdict"]
-        if row["verdict"] in {"stale-next-hop", "conflict", "unattributed", "unverified"}
-        else None
-    )
+_LISTED_VERDICTS = frozenset({"stale-next-hop", "conflict", "unattributed", "unverified"})
+
+
+def _indices() -> array[int]:
+    # Positions of 100,000 rows: 8 bytes each in an array, 36 as a list of ints.
+    return array("q")
+
+
+@dataclass(frozen=True, slots=True)
+class Census:
+    """What the summary, the metrics, report.md and the terminal need of the rows, gathered
+    in one pass: the counts, the planned deletions, and the positions of the rows they list
+    (so that only those rows are ever made)."""
+
+    # (router path, verdict, action) -> routes, in the order first seen.
+    tally: Counter[tuple[str, str, str]]
+    deletions: list[tuple[str, str, int | None]]
+    acted: array[int]  # rows whose action is not "none"
+    by_action: dict[str, array[int]]  # the same, per action
+    sections: dict[str, array[int]]  # the report-only sections of report.md
+
+    @classmethod
+    def of(cls, facts: Iterable[Facts]) -> Census:
+        tally: Counter[tuple[str, str, str]] = Counter()
+        deletions: list[tuple[str, str, int | None]] = []
+        acted = _indices()
+        by_action: dict[str, array[int]] = {}
+        sections = {key: _indices() for key, _ in _SECTIONS}
+        count = tally.get
+        for i, (router, route_id, revision, verdict, action, flag) in enumerate(facts):
+            key = (router, verdict, action)
+            tally[key] = count(key, 0) + 1
+            if action != "none":
+                acted.append(i)
+                same = by_action.get(action)
+                if same is None:
+                    same = by_action[action] = _indices()
+                same.append(i)
+                if action == "delete":
+                    deletions.append((router, route_id, revision))
+            if verdict in _LISTED_VERDICTS:
+                sections[verdict].append(i)
+            elif flag and verdict == "foreign":
+                sections["flagged"].append(i)
+        return cls(tally, deletions, acted, by_action, sections)
+
+    def verdicts(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for (_, verdict, _), n in self.tally.items():
+            counts[verdict] += n
+        return counts
+
+    def actions(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for (_, _, action), n in self.tally.items():
+            counts[action] += n
+        return counts
+
+    def router_verdicts(self) -> Counter[tuple[str, str]]:
+        counts: Counter[tuple[str, str]] = Counter()
+        for (router, verdict, _), n in self.tally.items():
+            counts[router, verdict] += n
+        return counts
+
+
+@runtime_checkable
+class Counted(Protocol):
+    """Rows that take their census without making every row, and keep it (``report.Rows``)."""
+
+    def census(self) -> Census: ...
+
+
+def dict_facts(rows: Iterable[Row]) -> Iterator[Facts]:
+    """The facts of rows that are dictionaries already (restore's, tests', a saved plan's)."""
+    for r in rows:
+        yield (
+            r["router_path"],
+            r["id"],
+            r.get("revision"),
+            r["verdict"],
+            r["action"],
+            r.get("flag"),
+        )
+
+
+def census(rows: Iterable[Row]) -> Census:
+    """The census of a report's rows: kept by ``report.Rows``, taken afresh of a plain list."""
+    if isinstance(rows, Counted):
+        return rows.census()
+    return Census.of(dict_facts(rows))
 
 
 def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
@@ -128,17 +226,11 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
         ],
     )
     yield from (line + "\n" for line in header)
-    # One pass to find which rows go where (indices only), then each section's rows again.
-    acted: list[int] = []
-    sections: dict[str, list[int]] = {key: [] for key, _ in _SECTIONS}
-    for i, row in enumerate(rows):
-        if row["action"] != "none":
-            acted.append(i)
-        key = _section_of(row)
-        if key is not None:
-            sections[key].append(i)
+    # Which rows go where comes from the census; only the rows listed are made.
+    found = census(rows)
+    sections = found.sections
     title = "Routes to delete" if mode == "scan" else "Routes acted on"
-    yield from _section_lines(title, rows, acted, with_action=True, limit=None)
+    yield from _section_lines(title, rows, found.acted, with_action=True, limit=None)
     for key, heading in _SECTIONS:
         if key == "flagged" and not sections[key]:
             continue
@@ -161,10 +253,9 @@ def _section_lines(
         yield "None.\n"
         return
     shown = indices if limit is None else indices[:limit]
-    table = _route_table([rows[i] for i in shown[:1]], with_action=with_action)
-    yield from (line + "\n" for line in table[:2])
+    yield from (line + "\n" for line in _table(_route_headers(with_action), []))
     for i in shown:
-        yield _route_table([rows[i]], with_action=with_action)[2] + "\n"
+        yield _table_row(_route_cells(rows[i], with_action)) + "\n"
     if len(indices) > len(shown):
         yield f"\n... and {len(indices) - len(shown)} more: see report.csv or report.json.\n"
 
@@ -185,19 +276,22 @@ def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
     actions = ", ".join(f"{k} {v}" for k, v in summary["actions"].items() if v and k != "none")
     if actions:
         lines.append(f"Actions: {actions}")
-    acted = [r for r in report["routes"] if r["action"] != "none"]
+    rows: Sequence[Row] = report["routes"]
+    found = census(rows)
+    groups: list[tuple[str, Sequence[int]]]
     if report["mode"] == "scan":
         groups = [
-            ("Routes to delete:", [r for r in acted if r["action"] == "delete"]),
-            ("Orphaned but held:", [r for r in acted if r["action"] == "held"]),
+            ("Routes to delete:", found.by_action.get("delete", ())),
+            ("Orphaned but held:", found.by_action.get("held", ())),
         ]
     else:
-        groups = [("Routes acted on:", acted)]
-    for title, rows in groups:
-        if not rows:
+        groups = [("Routes acted on:", found.acted)]
+    for title, indices in groups:
+        if not indices:
             continue
         lines += ["", title]
-        for r in rows[:TERMINAL_LIMIT]:
+        for i in indices[:TERMINAL_LIMIT]:
+            r = rows[i]
             detail = r["hold_reason"] or r.get("error") or r.get("note")
             action = "" if r["action"] == "delete" else r["action"]
             if detail and action and not detail.startswith(action):
@@ -206,8 +300,8 @@ def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
             lines.append(
                 f"  {r['router_path']}  {r['network']:<18}  {r['id']}  {r['reason']}{extra}"
             )
-        if len(rows) > TERMINAL_LIMIT:
-            lines.append(f"  ... and {len(rows) - TERMINAL_LIMIT} more (see the reports)")
+        if len(indices) > TERMINAL_LIMIT:
+            lines.append(f"  ... and {len(indices) - TERMINAL_LIMIT} more (see the reports)")
     trouble = problems(report)
     if trouble:
         lines += ["", "Problems:"] + [f"  {p}" for p in trouble]

@@ -1,30 +1,28 @@
-"""The report of a run: one JSON document (machine), rendered again as CSV (spreadsheet);
-Markdown (change ticket) and the terminal summary live in ``render``.
+"""The report of a run as a document: its header, and a row per route made on demand.
+Its files (JSON, CSV, Markdown) are written by ``report_files``; Markdown and the terminal
+summary are rendered by ``render``.
 
 Every route of every router listed whole is a row with the same fields, foreign ones too.
+
+A scan of 100,000 routes counts its rows for the summary, the metrics, report.md and the
+terminal: the counting reads only a few fields of each verdict, once (``render.Census``), and
+a row dictionary is made only for the rows that report.md and the terminal list.
 """
 
 from __future__ import annotations
 
-import csv
 import getpass
-import io
-import json
 import os
 import socket
-import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from nsx_route_gc import __version__
-from nsx_route_gc.errors import ConfigError
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict, plan_sha256
-from nsx_route_gc.render import iter_markdown
+from nsx_route_gc.render import Census, Facts, census, dict_facts
 
 SCHEMA_VERSION = 1
 
@@ -124,16 +122,33 @@ class NsxObject(Mapping[str, Any]):
         return f"NsxObject({self._route.path!r})"
 
 
+class Noted(NamedTuple):
+    """A verdict with what the run learnt after judging it: the deleter's error and note."""
+
+    verdict: RouteVerdict
+    error: str | None = None
+    note: str | None = None
+
+
+# What a row is made from: a verdict, a verdict with the run's error and note, or a row as it
+# stands (a planned route that was not listed again, a restored route).
+RowSource = RouteVerdict | Noted | dict[str, Any]
+
+
 class Rows(Sequence[dict[str, Any]]):
     """Report rows made on demand, one at a time, from whatever the run kept per route.
 
     Holding 100,000 row dictionaries at once would dominate the run's memory; each consumer
-    (summary, JSON, Markdown, CSV, terminal, metrics) walks the rows instead.
+    walks the rows instead. ``make`` turns an item into a ``RowSource`` (by default the items
+    are verdicts); the census and the JSON and CSV writers read verdicts without making rows.
     """
 
-    def __init__(self, items: Sequence[Any], make: Callable[[Any], dict[str, Any]]) -> None:
+    def __init__(
+        self, items: Sequence[Any], make: Callable[[Any], RowSource] | None = None
+    ) -> None:
         self._items = items
         self._make = make
+        self._census: Census | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -145,12 +160,46 @@ class Rows(Sequence[dict[str, Any]]):
     def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
 
     def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        make = self._make
         if isinstance(index, slice):
-            return [self._make(item) for item in self._items[index]]
-        return self._make(self._items[index])
+            items = self._items[index]
+            return [_row_of(item if make is None else make(item)) for item in items]
+        item = self._items[index]
+        return _row_of(item if make is None else make(item))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (self._make(item) for item in self._items)
+        return map(_row_of, self.sources())
+
+    def sources(self) -> Iterable[RowSource]:
+        return self._items if self._make is None else map(self._make, self._items)
+
+    def facts(self) -> Iterator[Facts]:
+        for source in self.sources():
+            if isinstance(source, RouteVerdict):
+                v = source
+            elif isinstance(source, Noted):
+                v = source.verdict
+            else:
+                yield from dict_facts((source,))
+                continue
+            r = v.route
+            # _value_, not value: the enum's value property costs more than the whole tuple.
+            yield (r.router_path, r.id, r.revision, v.verdict._value_, v.action._value_, v.flag)
+
+    def census(self) -> Census:
+        # Kept: the summary, the metrics, report.md and the terminal all need it, and every
+        # pass makes the same rows from the same items.
+        if self._census is None:
+            self._census = Census.of(self.facts())
+        return self._census
+
+
+def _row_of(source: RowSource) -> dict[str, Any]:
+    if isinstance(source, RouteVerdict):
+        return route_row(source)
+    if isinstance(source, Noted):
+        return route_row(source.verdict, error=source.error, note=source.note)
+    return source
 
 
 def route_row(
@@ -196,15 +245,10 @@ def build_report(
     rows: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report document. ``rows`` overrides the plan's rows (apply fills in outcomes)."""
-    route_rows = rows if rows is not None else Rows(plan.verdicts, route_row)
-    verdicts: Counter[str] = Counter()
-    actions: Counter[str] = Counter()
-    planned = []
-    for row in route_rows:
-        verdicts[row["verdict"]] += 1
-        actions[row["action"]] += 1
-        if row["action"] == Action.DELETE.value:
-            planned.append(deletion_key(row))
+    route_rows = rows if rows is not None else Rows(plan.verdicts)
+    found = census(route_rows)
+    verdicts = found.verdicts()
+    actions = found.actions()
     return {
         "schema_version": SCHEMA_VERSION,
         "mode": info.mode,
@@ -238,88 +282,5 @@ def build_report(
             "verdicts": {v.value: verdicts.get(v.value, 0) for v in Verdict},
             "actions": {a.value: actions.get(a.value, 0) for a in Action},
         },
-        "plan_sha256": plan_sha256(info.nsx_host, planned),
+        "plan_sha256": plan_sha256(info.nsx_host, found.deletions),
     }
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _row_json(row: dict[str, Any]) -> str:
-    body = row.get("nsx_object")
-    if not isinstance(body, NsxObject):
-        return json.dumps(row, default=_plain)
-    # The body goes in as NSX's own compact JSON text; nsx_object is the row's last field.
-    rest = json.dumps({k: v for k, v in row.items() if k != "nsx_object"}, default=_plain)
-    return f'{rest[:-1]}, "nsx_object": {body.json_text}}}'
-
-
-def iter_json(report: dict[str, Any]) -> Iterator[str]:
-    """report.json in pieces: the header indented, then one route row per line."""
-    header = {k: v for k, v in report.items() if k != "routes"}
-    text = json.dumps(header, indent=2)
-    yield text[: text.rindex("}")].rstrip() + ',\n  "routes": ['
-    first = True
-    for row in report["routes"]:
-        yield ("\n    " if first else ",\n    ") + _row_json(row)
-        first = False
-    yield "\n  ]\n}\n"
-
-
-def to_json(report: dict[str, Any]) -> str:
-    return "".join(iter_json(report))
-
-
-def iter_csv(report: dict[str, Any]) -> Iterator[str]:
-    out = io.StringIO()
-    columns = [f for f in ROW_FIELDS if f != "nsx_object"]
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in report["routes"]:
-        flat = dict(row)
-        flat["next_hops"] = " ".join(row["next_hops"])
-        flat["tags"] = " ".join(f"{t['scope']}={t['tag']}" for t in row["tags"])
-        flat["checked_clusters"] = " ".join(row["checked_clusters"])
-        writer.writerow({k: ("" if flat.get(k) is None else flat[k]) for k in columns})
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
-    yield out.getvalue()
-
-
-def to_csv(report: dict[str, Any]) -> str:
-    return "".join(iter_csv(report))
-
-
-def check_report_dir(directory: Path) -> None:
-    """Fail before the run, not after it (after an apply has deleted routes, say), when the
-    report directory cannot be written."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"--report-dir {directory}: cannot write there: {exc.strerror or exc}"
-        ) from exc
-
-
-def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
-    """Write report.json, report.md and report.csv, streamed; each appears whole or not at all."""
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, chunks in (
-        ("report.json", iter_json(report)),
-        ("report.md", iter_markdown(report)),
-        ("report.csv", iter_csv(report)),
-    ):
-        target = directory / name
-        partial = directory / f".{name}.partial"
-        with partial.open("w", encoding="utf-8") as out:
-            out.writelines(chunks)
-        partial.replace(target)
-        written.append(target)
-    return written

@@ -33,7 +33,8 @@ from nsx_route_gc.deleter import REQUIRE_OVERRIDE, marked_for_delete
 from nsx_route_gc.errors import NsxError, PlanError
 from nsx_route_gc.models import Action, Plan, Route, RouterListing
 from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report, write_reports
+from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report
+from nsx_route_gc.report_files import write_reports
 from nsx_route_gc.saved_plan import check_host, read_report
 from nsx_route_gc.scan import utc_now
 

@@ -1,9 +1,12 @@
 """The simulated NSX search API: a small subset of its Lucene syntax, over static routes.
 
-Supported: terms ``field:value`` joined by ``AND``, backslash escapes, quoted values and ``*``
-wildcards. A ``tags.scope`` term and a ``tags.tag`` term match when *any* tag has that scope
-and *any* tag has that value, as NSX's flattened index does. Results are sorted by path and
-paged with a cursor; default space only unless ``context=projects:p1,p2`` names projects.
+Supported: terms ``field:value`` joined by ``AND``, a term's values grouped as
+``field:(a OR b OR c)``, backslash escapes, quoted values and ``*`` wildcards; anything else
+(implicit operators, ``NOT``, nested groups) is refused with 400. A ``tags.scope`` term and a
+``tags.tag`` term match when *any* tag has that scope and *any* tag has that value, as NSX's
+flattened index does. Results are sorted by path and paged with a cursor; default space only
+unless ``context=projects:p1,p2`` names projects. ``included_fields=a,b`` keeps only those
+top-level fields of each result.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from nsx_route_gc.simulator.nsx_store import (
 if TYPE_CHECKING:
     from nsx_route_gc.simulator.nsx import NsxState
 
-_AND = re.compile(r"\s+AND\s+")
 _ESCAPE = re.compile(r"\\(.)")
 
 Field = Callable[[str, StoredRoute], tuple[str, ...]]
@@ -44,24 +46,80 @@ _FIELDS: dict[str, Field] = {
 }
 
 
-def _terms(query: str) -> list[tuple[Field, str]]:
+def _unsupported(what: str) -> NsxFault:
+    return NsxFault(400, 60512, f"Unsupported search query {what!r} in the simulator")
+
+
+def _split(text: str) -> list[str]:
+    """``text`` cut at whitespace that is not escaped, quoted or inside parentheses."""
+    tokens: list[str] = []
+    current: list[str] = []
+    depth, quoted, i = 0, False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            current.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "()":
+            depth += 1 if ch == "(" else -1
+            if depth < 0:
+                raise _unsupported(text)
+        elif ch.isspace() and not quoted and not depth:
+            if current:
+                tokens.append("".join(current))
+                current = []
+            i += 1
+            continue
+        current.append(ch)
+        i += 1
+    if quoted or depth:
+        raise _unsupported(text)
+    if current:
+        tokens.append("".join(current))
+    return tokens
+
+
+def _joined(tokens: list[str], operator: str, what: str) -> list[str]:
+    """The operands of ``a OP b OP c``; 400 for any other shape."""
+    operands = tokens[::2]
+    if not operands or len(tokens) % 2 == 0 or any(t != operator for t in tokens[1::2]):
+        raise _unsupported(what)
+    return operands
+
+
+def _value(raw: str) -> tuple[str, bool]:
+    """A term's value unescaped, and whether it holds an unescaped ``*`` wildcard."""
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        raw = raw[1:-1]
+    # Only the escape character goes; a '*' stays a wildcard unless it was escaped.
+    return _ESCAPE.sub(lambda m: m[1], raw), "*" in _ESCAPE.sub("", raw)
+
+
+def _terms(query: str) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """(field name, the values any of which matches) of every ANDed term."""
     terms = []
-    for raw in _AND.split(query.strip()):
+    for raw in _joined(_split(query.strip()), "AND", query):
         name, sep, value = raw.partition(":")
-        field = _FIELDS.get(name.strip())
-        if not sep or field is None:
+        if not sep or name not in _FIELDS or not value:
             raise NsxFault(400, 60512, f"Unsupported search term {raw!r} in the simulator")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        terms.append((field, value))
+        if value.startswith("("):
+            values = _joined(_split(value[1:-1]), "OR", raw)
+            if any(v.startswith("(") for v in values):
+                raise _unsupported(raw)
+        else:
+            values = [value]
+        terms.append((name, [_value(v) for v in values]))
     return terms
 
 
-def _matches(value: str, candidates: tuple[str, ...]) -> bool:
-    if "*" in value:
-        return any(fnmatchcase(c, value) for c in candidates)
-    return value in candidates
+def _matches(values: list[tuple[str, bool]], candidates: tuple[str, ...]) -> bool:
+    return any(
+        any(fnmatchcase(c, value) for c in candidates) if wild else value in candidates
+        for value, wild in values
+    )
 
 
 def _matching_paths(state: NsxState, query: str, context: str) -> list[tuple[str, str]]:
@@ -70,23 +128,24 @@ def _matching_paths(state: NsxState, query: str, context: str) -> list[tuple[str
     cached = state.search_cache.get(key)
     if cached is not None and cached[0] == state.generation:
         return cached[1]
-    terms = []
-    for field, value in _terms(query):
-        # Only the escape character goes; a '*' stays a wildcard unless it was escaped.
-        terms.append((field, _ESCAPE.sub(lambda m: m[1], value), "*" in _ESCAPE.sub("", value)))
+    terms = _terms(query)
+    # The parent is the router: those terms are decided once per router, not per route.
+    by_router = [values for name, values in terms if name == "parent_path"]
+    by_route = [(_FIELDS[name], values) for name, values in terms if name != "parent_path"]
     projects = set(context.removeprefix("projects:").split(",")) if context else set()
     found = []
     for router, tier1 in state.tier1s.items():
         project = router.split("/")[4] if router.startswith("/orgs/") else None
         if project is not None and project not in projects:
             continue
+        if not all(_matches(values, (router,)) for values in by_router):
+            continue
         for route in tier1.routes.values():
-            if all(
-                _matches(v, f(router, route)) if wild else v in f(router, route)
-                for f, v, wild in terms
-            ):
+            if all(_matches(values, f(router, route)) for f, values in by_route):
                 found.append((f"{router}/static-routes/{route.id}", router))
     found.sort()
+    # Answers of an older generation are never read again.
+    state.search_cache = {k: v for k, v in state.search_cache.items() if v[0] == state.generation}
     state.search_cache[key] = (state.generation, found)
     return found
 
@@ -96,6 +155,7 @@ def search(state: NsxState, query: dict[str, str], page_size: int) -> dict[str, 
     if not text:
         raise NsxFault(400, 60512, "The query parameter 'query' is required")
     after, page = decode_cursor(query.get("cursor"))
+    fields = [f.strip() for f in query.get("included_fields", "").split(",") if f.strip()]
     with state.lock:
         found = _matching_paths(state, text, query.get("context", ""))
         start = 0 if after is None else bisect.bisect_right(found, after, key=lambda f: f[0])
@@ -104,7 +164,8 @@ def search(state: NsxState, query: dict[str, str], page_size: int) -> dict[str, 
         for path, router in chunk:
             route = state.tier1s[router].routes.get(path.rsplit("/", 1)[1])
             if route is not None:
-                results.append(render_route(router, route))
+                obj = render_route(router, route)
+                results.append({f: obj[f] for f in fields if f in obj} if fields else obj)
     body: dict[str, Any] = {"results": results, "result_count": len(found)}
     if start + page_size < len(found) and chunk:
         body["cursor"] = encode_cursor(chunk[-1][0], page + 1)

@@ -1,0 +1,300 @@
+"""Confirming deletions by search (``confirm`` and the ``Deleter``), on the simulator with the
+real NsxClient; the few answers the simulator cannot give (a stale or failing index) come
+from an NsxClient subclass around the real one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from nsx_route_gc.config import NsxSettings, Secret
+from nsx_route_gc.confirm import search_presence
+from nsx_route_gc.deleter import NOTE_DELETED, NOTE_MARKED, Deleter, DeletionResult
+from nsx_route_gc.errors import NsxError
+from nsx_route_gc.models import Action, RouteVerdict, Verdict
+from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.simulator import Scenario, SimRoute, Simulator
+
+ROUTERS = [f"/infra/tier-1s/t1-{n}" for n in range(4)]
+DEV = "/orgs/default/projects/dev/infra/tier-1s/dev-t1"
+
+
+def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def scenario(routers: Sequence[str], per_router: int = 4) -> Scenario:
+    routes = [
+        SimRoute(router, f"r{i}", f"10.{n}.{i}.0/24", ("172.16.128.9",))
+        for n, router in enumerate(routers)
+        for i in range(per_router)
+    ]
+    return Scenario("confirm", "routes to delete", list(routers), routes)
+
+
+@contextmanager
+def simulated(
+    routers: Sequence[str] = ROUTERS, client: type[NsxClient] = NsxClient
+) -> Iterator[tuple[Simulator, NsxClient]]:
+    with Simulator(scenario(routers)) as sim:
+        settings = NsxSettings(
+            sim.nsx_url,
+            username=sim.nsx.username,
+            password=Secret(sim.nsx.password),
+            auth="basic",
+            ca_file=sim.ca_pem_path,
+        )
+        with client(settings, sleep=no_sleep) as nsx:
+            yield sim, nsx
+
+
+def plan(
+    nsx: NsxClient, routers: Sequence[str], deleting: int = 2
+) -> tuple[list[RouteVerdict], dict[str, list[str]]]:
+    """The first ``deleting`` routes of each router up for deletion, as apply lists them."""
+    candidates: list[RouteVerdict] = []
+    listed: dict[str, list[str]] = {}
+    for router in routers:
+        routes = nsx.list_routes(router)
+        listed[router] = [r.path for r in routes]
+        candidates += [
+            RouteVerdict(r, Verdict.ORPHANED, "node-gone", action=Action.DELETE)
+            for r in routes[:deleting]
+        ]
+    return candidates, listed
+
+
+def delete(
+    sim: Simulator, nsx: NsxClient, candidates: list[RouteVerdict], **kwargs: Any
+) -> list[DeletionResult]:
+    sim.nsx.reset_counters()
+    return Deleter(nsx, allow_overwrite=False, sleep=no_sleep, workers=4).delete(
+        candidates, **kwargs
+    )
+
+
+def calls(sim: Simulator) -> dict[str, int]:
+    return {k: v for k, v in sim.nsx.counters.items() if k != "nsx_session"}
+
+
+def notes(results: Sequence[DeletionResult]) -> set[str | None]:
+    assert {r.verdict.action for r in results} == {Action.DELETED}
+    return {r.note for r in results}
+
+
+def untrusted(logs: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        e["router"]: e["reason"] for e in logs if e["event"] == "router.confirm_search_untrusted"
+    }
+
+
+def test_one_search_confirms_every_router_instead_of_a_listing_each() -> None:
+    with simulated() as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS)
+
+        results = delete(sim, nsx, candidates, listed=listed)
+
+        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_search": 1}
+        assert notes(results) == {NOTE_DELETED}
+        assert [r.key for r in results] == [(v.route.router_path, v.route.id) for v in candidates]
+        assert sim.nsx.route_count() == 8
+
+
+def test_without_the_listing_each_router_is_listed_again() -> None:
+    with simulated() as (sim, nsx):
+        candidates, _ = plan(nsx, ROUTERS)
+
+        results = delete(sim, nsx, candidates)
+
+        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_list_routes": 4}
+        assert notes(results) == {NOTE_DELETED}
+
+
+def test_project_routers_are_searched_in_their_own_context() -> None:
+    routers = [ROUTERS[0], DEV]
+    with simulated(routers) as (sim, nsx):
+        candidates, listed = plan(nsx, routers)
+        with capture_logs() as logs:
+            results = delete(sim, nsx, candidates, listed=listed)
+
+        # One search per space; without context=projects:dev the simulator, like NSX, would
+        # not find the project's survivors and the router would be listed instead.
+        assert calls(sim) == {"nsx_hierarchical": 2, "nsx_search": 2}
+        assert untrusted(logs) == {}
+        assert notes(results) == {NOTE_DELETED}
+
+
+def test_a_survivor_missing_from_the_search_makes_its_router_listed() -> None:
+    with simulated() as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS)
+        sim.nsx.remove_route(ROUTERS[1], "r3")  # gone since the listing, so not indexed
+        with capture_logs() as logs:
+            results = delete(sim, nsx, candidates, listed=listed)
+
+        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_search": 1, "nsx_list_routes": 1}
+        assert untrusted(logs) == {ROUTERS[1]: "survivors-missing"}
+        assert notes(results) == {NOTE_DELETED}
+
+
+def test_a_router_losing_every_route_has_nothing_to_vouch_for_the_search() -> None:
+    with simulated() as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS)
+        candidates += plan(nsx, ROUTERS[:1], deleting=4)[0][2:]
+        with capture_logs() as logs:
+            results = delete(sim, nsx, candidates, listed=listed)
+
+        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_search": 1, "nsx_list_routes": 1}
+        assert untrusted(logs) == {ROUTERS[0]: "no-survivors"}
+        assert notes(results) == {NOTE_DELETED}
+        assert sim.nsx.route_count(ROUTERS[0]) == 0
+
+
+class FailingSearch(NsxClient):
+    def search_route_presence(self, routers: Sequence[str]) -> dict[str, dict[str, bool]]:
+        raise NsxError("NSX GET /policy/api/v1/search/query failed: ConnectionError")
+
+
+def test_a_failed_search_makes_its_routers_listed() -> None:
+    with simulated(client=FailingSearch) as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS)
+        with capture_logs() as logs:
+            results = delete(sim, nsx, candidates, listed=listed)
+
+        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_list_routes": 4}
+        failure = [e for e in logs if e["event"] == "routes.confirm_search_failed"]
+        assert [(e["routers"], e["fallback"]) for e in failure] == [(4, "listing")]
+        assert "ConnectionError" in failure[0]["error"]
+        assert notes(results) == {NOTE_DELETED}
+
+
+class StaleSearch(NsxClient):
+    """Search answers from an index that has not seen the deletions yet."""
+
+    marked = False
+    stale: dict[str, dict[str, bool]] | None = None
+
+    def freeze(self, *, marked: bool = False) -> None:
+        self.stale = super().search_route_presence(ROUTERS)
+        self.marked = marked
+
+    def search_route_presence(self, routers: Sequence[str]) -> dict[str, dict[str, bool]]:
+        assert self.stale is not None
+        deleting = {"r0", "r1"}
+        return {
+            r: {p: self.marked and p.rsplit("/", 1)[1] in deleting for p in self.stale[r]}
+            for r in routers
+        }
+
+
+def test_a_route_the_search_still_shows_is_confirmed_by_listing_its_router() -> None:
+    with simulated(client=StaleSearch) as (sim, nsx):
+        assert isinstance(nsx, StaleSearch)
+        candidates, listed = plan(nsx, ROUTERS)
+        nsx.freeze()
+        with capture_logs() as logs:
+            results = delete(sim, nsx, candidates, listed=listed)
+
+        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_list_routes": 4}
+        shown = [e for e in logs if e["event"] == "router.confirm_search_shows"]
+        assert sorted((e["router"], e["routes"]) for e in shown) == [(r, 2) for r in ROUTERS]
+        assert notes(results) == {NOTE_DELETED}
+
+
+def test_marked_for_delete_in_the_search_is_deleted_and_marked() -> None:
+    with simulated(client=StaleSearch) as (sim, nsx):
+        assert isinstance(nsx, StaleSearch)
+        candidates, listed = plan(nsx, ROUTERS)
+        nsx.freeze(marked=True)
+
+        results = delete(sim, nsx, candidates, listed=listed)
+
+        assert calls(sim) == {"nsx_hierarchical": 4}  # no listing
+        assert notes(results) == {NOTE_MARKED}
+
+
+class IgnoringDeletes(NsxClient):
+    """NSX accepts the batch but the routes stay (as if the delete never took effect)."""
+
+    def hierarchical_delete(self, router_path: str, routes: Any, **kw: Any) -> None:
+        return None
+
+
+def test_a_route_still_there_is_polled_by_listing_then_fails() -> None:
+    with simulated(ROUTERS[:2], client=IgnoringDeletes) as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS[:2])
+        sleeps: list[float] = []
+        sim.nsx.reset_counters()
+
+        results = Deleter(nsx, allow_overwrite=False, sleep=sleeps.append).delete(
+            candidates, listed=listed
+        )
+
+        assert {r.verdict.action for r in results} == {Action.DELETE_FAILED}
+        assert {r.error for r in results} == {"still present after the delete"}
+        # One search, then the existing polling: three listings of each router.
+        assert calls(sim) == {"nsx_search": 1, "nsx_list_routes": 6}
+        assert sleeps == [1.0, 1.0, 1.0, 1.0]
+
+
+class Index:
+    """A search index as a fake: what it holds by router, and which chunks fail."""
+
+    def __init__(self, holds: dict[str, dict[str, bool]], failing: str | None = None) -> None:
+        self.holds = holds
+        self.failing = failing
+        self.asked: list[list[str]] = []
+
+    def search_route_presence(self, routers: Sequence[str]) -> dict[str, dict[str, bool]]:
+        self.asked.append(list(routers))
+        if self.failing in routers:
+            raise NsxError("NSX GET /policy/api/v1/search/query answered 500")
+        return {r: dict(self.holds.get(r, {})) for r in routers}
+
+
+def test_many_routers_are_cut_into_chunks_and_a_failed_chunk_loses_only_its_own() -> None:
+    routers = [f"/infra/tier-1s/t1-{n:04d}" for n in range(200)]
+    deleted = {r: [f"{r}/static-routes/gone"] for r in routers}
+    survivors = {r: [f"{r}/static-routes/kept"] for r in routers}
+    index = Index({r: {f"{r}/static-routes/kept": False} for r in routers}, routers[-1])
+
+    with capture_logs() as logs:
+        trusted = search_presence(index, deleted, survivors, workers=3)
+
+    assert len(index.asked) > 1
+    assert sorted(r for chunk in index.asked for r in chunk) == routers
+    lost = next(chunk for chunk in index.asked if routers[-1] in chunk)
+    assert set(trusted) == set(routers) - set(lost)
+    assert [e["routers"] for e in logs if e["event"] == "routes.confirm_search_failed"] == [
+        len(lost)
+    ]
+
+
+def test_a_router_that_is_not_a_tier1_is_not_searched() -> None:
+    odd = "/infra/tier-0s/t0"
+    index = Index({})
+    with capture_logs() as logs:
+        trusted = search_presence(index, {odd: ["x"]}, {odd: ["y"]})
+
+    assert trusted == {}
+    assert index.asked == []
+    assert untrusted(logs) == {odd: "not-searchable"}
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_results_and_logs_keep_the_candidates_order(workers: int) -> None:
+    with simulated() as (_, nsx):
+        candidates, listed = plan(nsx, ROUTERS, deleting=3)
+        with capture_logs() as logs:
+            results = Deleter(nsx, allow_overwrite=False, workers=workers).delete(
+                candidates, listed=listed
+            )
+
+        keys = [(v.route.router_path, v.route.id) for v in candidates]
+        assert [r.key for r in results] == keys
+        deleted = [(e["router"], e["route"]) for e in logs if e["event"] == "route.deleted"]
+        assert sorted(deleted) == sorted(keys)
+        assert all(e["nsx_object"] for e in logs if e["event"] == "route.deleted")
