@@ -360,23 +360,26 @@ def apply_report(
 
     # Made on demand: at scale, every route's row held at once would dominate memory.
     rows = Rows([*prepared.verdicts, *prepared.extra_rows], make_row)
-    for row in rows:
-        key = (row["router_path"], row["id"])
+    # What became of each planned route, read from the row sources: making 10,000s of rows
+    # only to count them would be the run's peak of memory.
+    outcomes: Counter[str] = Counter()
+    for router, route_id, action, hold_reason, note in map(_outcome, rows.sources()):
+        key = (router, route_id)
+        if key not in prepared.planned:
+            continue
+        already = action == Action.DELETED.value and (note or "").startswith("already-gone")
+        outcomes["already-gone" if already else action] += 1
         # The deleter logged its own holds; these are the ones decided before deleting.
-        if row["action"] == Action.HELD.value and key in prepared.planned and key not in by_key:
-            log.warning(
-                "route.held", router=row["router_path"], route=row["id"], reason=row["hold_reason"]
-            )
-    planned_rows = [r for r in rows if (r["router_path"], r["id"]) in prepared.planned]
-    not_done = [r for r in planned_rows if r["action"] != Action.DELETED.value]
+        if action == Action.HELD.value and key not in by_key:
+            log.warning("route.held", router=router, route=route_id, reason=hold_reason)
     errors = list(prepared.scan.failures)
     errors += [f"deletions held on {r}: {why}" for r, why in prepared.limit_holds]
-    failed = [r for r in not_done if r["action"] == Action.DELETE_FAILED.value]
+    failed = outcomes[Action.DELETE_FAILED.value]
     if failed:
-        errors.append(f"{len(failed)} deletion(s) failed")
-    held = [r for r in not_done if r["action"] == Action.HELD.value]
+        errors.append(f"{failed} deletion(s) failed")
+    held = outcomes[Action.HELD.value]
     if held:
-        errors.append(f"{len(held)} planned deletion(s) held")
+        errors.append(f"{held} planned deletion(s) held")
     scan = prepared.scan
     info = RunInfo(
         mode="apply",
@@ -388,20 +391,32 @@ def apply_report(
     )
     plan = Plan(scan.plan.routers, scan.plan.clusters, (), tuple(prepared.limit_holds))
     report = build_report(info, plan, errors=_unique(errors), rows=rows)
-    deleted = [r for r in planned_rows if r["action"] == Action.DELETED.value]
-    already = [r for r in deleted if (r["note"] or "").startswith("already-gone")]
     report["apply"] = {
         "source": str(saved.source) if saved else "fresh-scan",
         "plan_sha256": saved.plan_sha256 if saved else None,
         "plan_finished_at": saved.finished_at.isoformat() if saved else None,
         "batch_size": batch_size,
         "planned": len(prepared.planned),
-        "deleted": len(deleted) - len(already),
-        "already_gone": len(already),
-        "held": len(held),
-        "failed": len(failed),
+        "deleted": outcomes[Action.DELETED.value],
+        "already_gone": outcomes["already-gone"],
+        "held": held,
+        "failed": failed,
     }
     return report
+
+
+def _outcome(source: RowSource) -> tuple[str, str, str, str | None, str | None]:
+    """(router, route id, action, hold reason, note) of a row, without making the row."""
+    if isinstance(source, dict):
+        return (
+            source["router_path"],
+            source["id"],
+            source["action"],
+            source.get("hold_reason"),
+            source.get("note"),
+        )
+    v, note = (source.verdict, source.note) if isinstance(source, Noted) else (source, None)
+    return v.route.router_path, v.route.id, v.action.value, v.hold_reason, note
 
 
 def _key(v: RouteVerdict) -> Key:
