@@ -30,3 +30,14 @@ def test_the_collector_comes_back_when_the_body_raises() -> None:
     with pytest.raises(RuntimeError, match="boom"), collector_paused():
         raise RuntimeError("boom")
     assert gc.isenabled()
+
+
+def test_what_the_bulk_work_made_is_frozen_for_the_rest_of_the_run() -> None:
+    gc.unfreeze()
+    with collector_paused():
+        made = [[i] for i in range(1000)]
+    try:
+        # Later collections skip these (and everything older) instead of walking them again.
+        assert gc.get_freeze_count() >= len(made)
+    finally:
+        gc.unfreeze()

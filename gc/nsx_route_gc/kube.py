@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,7 +18,6 @@ from typing import Any
 
 import structlog
 import urllib3
-from kubernetes import client as k8s
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -55,25 +53,6 @@ MAX_LIST_RESTARTS = 3
 NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP")  # what the CCM may use as next hop
 
 
-_preload_lock = threading.Lock()
-_preloading: threading.Thread | None = None
-
-
-def preload_client() -> None:
-    """Import the client's CoreV1Api in the background, once per process.
-
-    Its first use builds about a thousand methods (close to a second of CPU); started while
-    NSX is being listed, which mostly waits on the network, it is ready by inventory time.
-    """
-    global _preloading  # noqa: PLW0603 - one import per process, whoever asks first
-    with _preload_lock:
-        if _preloading is None:
-            _preloading = threading.Thread(
-                target=lambda: k8s.CoreV1Api, name="kube-preload", daemon=True
-            )
-            _preloading.start()
-
-
 def default_factory(cluster: ClusterConfig) -> ApiClient:
     return api_client_from_kubeconfig(cluster.kubeconfig, cluster.context)
 
@@ -96,12 +75,11 @@ def list_nodes(
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
-    core = k8s.CoreV1Api(api)
     server = safe_url(api.configuration.host)
     restarts = 0
     while True:
         try:
-            return _list_once(core, server, page_size, request_timeout)
+            return _list_once(api, server, page_size, request_timeout)
         except _ContinueExpiredError as exc:
             restarts += 1
             if restarts > max_restarts:
@@ -113,23 +91,23 @@ def list_nodes(
 
 
 def _list_once(
-    core: Any, server: str, page_size: int, request_timeout: float | tuple[float, float]
+    api: ApiClient, server: str, page_size: int, request_timeout: float | tuple[float, float]
 ) -> list[Node]:
     nodes: list[Node] = []
     token: str | None = None
     while True:
         try:
-            page = _read_page(core, page_size, token, request_timeout)
+            page = _read_page(api, page_size, token, request_timeout)
         except ApiException as exc:
             if exc.status == 410 and token is not None:
                 raise _ContinueExpiredError from exc
-            raise KubeError(scrub(_api_error(exc, server), _client_secrets(core))) from exc
+            raise KubeError(scrub(_api_error(exc, server), _client_secrets(api))) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise KubeError(f"cannot reach {server}: {_transport_error(exc)}") from exc
         except ValueError as exc:  # the body is not JSON
             raise KubeError(f"malformed node list from {server}: {_value_error(exc)}") from exc
         except (ConfigException, OSError) as exc:  # mostly a token refresh (in-cluster, exec)
-            detail = scrub(one_line(f"{type(exc).__name__}: {exc}"), _client_secrets(core))
+            detail = scrub(one_line(f"{type(exc).__name__}: {exc}"), _client_secrets(api))
             raise KubeError(f"listing nodes on {server} failed: {detail}") from exc
         items, metadata = _page_parts(page, server)
         nodes.extend(_to_node(item, server) for item in items)
@@ -143,20 +121,34 @@ def _list_once(
 
 
 def _read_page(
-    core: Any, page_size: int, token: str | None, request_timeout: float | tuple[float, float]
+    api: ApiClient, page_size: int, token: str | None, request_timeout: float | tuple[float, float]
 ) -> Any:
-    """One NodeList page as parsed JSON. The client's own models are skipped: building them
-    costs more than the request itself, for the handful of fields judgement reads."""
-    response = core.list_node(
-        limit=page_size,
-        _continue=token,
-        _request_timeout=request_timeout,
-        _preload_content=False,
+    """One NodeList page as parsed JSON.
+
+    Sent through the ApiClient as the generated CoreV1Api.list_node sends it (same query,
+    headers and authentication), without that class: importing it builds validators for a
+    thousand methods (a third of a second and 20 MB), for this one call. The client's own
+    models are skipped too: building them costs more than the request itself, for the
+    handful of fields judgement reads.
+    """
+    query: list[tuple[str, object]] = [("limit", page_size)]
+    if token is not None:
+        query.append(("continue", token))
+    request = api.param_serialize(
+        method="GET",
+        resource_path="/api/v1/nodes",
+        query_params=query,
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
     )
+    answer = api.call_api(*request, _request_timeout=request_timeout)
     try:
-        return json.loads(response.data)
+        if not 200 <= answer.status <= 299:
+            answer.read()  # type: ignore[no-untyped-call]  # untyped library method
+            raise ApiException.from_response(http_resp=answer, body=None, data=None)
+        return json.loads(answer.response.data)
     finally:
-        response.release_conn()
+        answer.response.release_conn()
 
 
 def _page_parts(page: Any, server: str) -> tuple[list[Any], dict[str, Any]]:
@@ -282,8 +274,8 @@ def _value_error(exc: ValueError) -> str:
     return one_line(str(exc))[:300]
 
 
-def _client_secrets(core: Any) -> set[str]:
-    cfg = core.api_client.configuration
+def _client_secrets(api: ApiClient) -> set[str]:
+    cfg = api.configuration
     found = {str(v) for v in (cfg.api_key or {}).values() if v}
     found |= {v.split(None, 1)[-1] for v in found}
     if cfg.password:
@@ -307,7 +299,6 @@ class Inventory:
             raise ValueError("max_workers must be at least 1")
         self._factory = client_factory
         self._max_workers = max_workers
-        preload_client()
         self._page_size = page_size
         self._request_timeout = request_timeout
         self._progress = progress
