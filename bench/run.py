@@ -466,7 +466,7 @@ WHY_MISSED = [
     "",
     "- The client's own token bucket (`nsx.rate_limit`, 90 requests/s by default, as the",
     "  issue asks) alone needs about 1.11 x the rate bound (100/s) for the NSX calls: see the",
-    "  `token bucket s` lines below. That leaves well under half of the bound for everything",
+    "  `token bucket s` lines above. That leaves well under half of the bound for everything",
     "  that is not an NSX call.",
     "- What comes after the last NSX listing cannot overlap it: judgement needs every router",
     "  (the run-wide `max_deletes` limit), deletions need the whole judgement, and the reports",

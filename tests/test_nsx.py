@@ -165,6 +165,32 @@ def test_list_routes_follows_the_cursor_over_three_pages_including_a_short_one(e
     assert first.raw == json.dumps(objs[0], separators=(",", ":"), sort_keys=True)
 
 
+def test_routers_listed_from_many_threads_each_get_their_own_routes(env: Env) -> None:
+    """Pages are fetched on the callers' threads and built into routes on the client's one
+    builder thread; every caller still gets its own router's routes, or its own error."""
+    routers = [f"/infra/tier-1s/t{i}" for i in range(6)]
+    for i, router in enumerate(routers):
+        objs = [nsx_route(n, router=router, _revision=i) for n in range(i + 1)]
+        if i == 4:
+            objs[0]["network"] = 7  # malformed: this router alone fails
+        env.server.expect_request(
+            f"/policy/api/v1{router}/static-routes", method="GET"
+        ).respond_with_json(page(objs))
+
+    def listed(router: str) -> list[int | None] | str:
+        try:
+            return [r.revision for r in client.list_routes(router)]
+        except NsxError as exc:
+            return str(exc)
+
+    with env.client() as client, ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(listed, routers))
+    assert results[:4] == [[i] * (i + 1) for i in range(4)]
+    assert isinstance(results[4], str)
+    assert "bad network" in results[4]
+    assert results[5] == [5] * 6
+
+
 def test_a_cursor_repeating_forever_aborts_the_listing(env: Env) -> None:
     env.server.expect_request(ROUTES, query_string={"page_size": "1000"}).respond_with_json(
         page([nsx_route(0)], cursor="same")
