@@ -11,6 +11,7 @@ a row dictionary is made only for the rows that report.md and the terminal list.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import socket
@@ -83,8 +84,14 @@ def iso(moment: datetime | None) -> str | None:
 def iso_ms(epoch_ms: int | None) -> str | None:
     if epoch_ms is None:
         return None
-    # time.strftime, not datetime: this runs once per route per rendering, 100,000s of times.
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_ms // 1000))
+    return _iso_second(epoch_ms // 1000)
+
+
+# Once per route per rendering, 100,000s of times; routes come in bursts (a cluster's nodes
+# join together), so many share their second.
+@functools.lru_cache(maxsize=4096)
+def _iso_second(epoch_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
 
 class NsxObject(Mapping[str, Any]):

@@ -7,6 +7,7 @@ change while the server runs; every request reads them afresh. Mutators (``add_r
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -64,6 +65,8 @@ class NsxState:
         self.tier1s: dict[str, Tier1] = {}
         self.projects: set[str] = set()
         self.generation = 0  # bumped on every write, invalidates search caches
+        # (router, route id) -> (the route's version, its rendered JSON); see route_json.
+        self._rendered: dict[tuple[str, str], tuple[tuple[int, int, int], bytes]] = {}
         self.search_cache: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
         self._serial = 0
         # Knobs.
@@ -102,6 +105,19 @@ class NsxState:
                 self.add_route(route, now_ms=now)
             for tier1 in self.tier1s.values():
                 tier1.ids.sort()
+                for stored in tier1.routes.values():
+                    self.route_json(tier1.path, stored)
+
+    def route_json(self, router: str, route: StoredRoute) -> bytes:
+        """``render_route`` as compact JSON, rendered again only once the route changed (every
+        write bumps its revision or replaces it with a new serial). Caller holds the lock."""
+        version = (route.revision, route.serial, route.modified_ms)
+        hit = self._rendered.get((router, route.id))
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        text = json.dumps(render_route(router, route), separators=(",", ":")).encode()
+        self._rendered[(router, route.id)] = (version, text)
+        return text
 
     def add_tier1(self, path: str, *, create_ms: int | None = None) -> None:
         with self.lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import json
 import re
 from http.cookies import SimpleCookie
 from typing import Any
@@ -162,7 +163,7 @@ def _route(
     if not match["rid"]:
         if req.method != "GET":
             raise NsxFault(400, 287, f"{req.method} is not allowed on a route list")
-        return Response.json(200, _list_routes(state, req, tier1))
+        return _list_routes(state, req, tier1)
     route_id = unquote(match["rid"])
     if req.method == "GET":
         with state.lock:
@@ -226,7 +227,7 @@ def _list_tier1s(state: NsxState, req: Request, space: str) -> dict[str, Any]:
         return _paged(tier1s, req, lambda t: t.render())
 
 
-def _list_routes(state: NsxState, req: Request, tier1: Tier1) -> dict[str, Any]:
+def _list_routes(state: NsxState, req: Request, tier1: Tier1) -> Response:
     after, page = decode_cursor(req.query.get("cursor"))
     failure = state.take_page_failure(tier1.path, page)
     if failure is not None:
@@ -236,13 +237,15 @@ def _list_routes(state: NsxState, req: Request, tier1: Tier1) -> dict[str, Any]:
         size = size // 3 + 1
     with state.lock:
         routes, last = tier1.page(after, size)
-        body: dict[str, Any] = {
-            "results": [render_route(tier1.path, r) for r in routes],
-            "result_count": len(tier1.routes),
-        }
+        # The page is put together from each route's JSON as last rendered (what
+        # json.dumps of the whole page would write): the simulator shares the benchmark's
+        # cores with the tool, and rendering 100,000 routes per listing is not NSX's cost.
+        results = b",".join(state.route_json(tier1.path, r) for r in routes)
+        count = len(tier1.routes)
+    body = b'{"results":[' + results + b'],"result_count":' + str(count).encode()
     if last is not None:
-        body["cursor"] = encode_cursor(last, page + 1)
-    return body
+        body += b',"cursor":' + json.dumps(encode_cursor(last, page + 1)).encode()
+    return Response(200, body + b"}", [("Content-Type", "application/json")])
 
 
 def _allow_overwrite(req: Request) -> bool:
