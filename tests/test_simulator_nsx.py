@@ -79,6 +79,37 @@ def test_routes_list_in_pages_with_result_count_and_no_cursor_on_the_last(nsx: N
     assert not body["cursor"].startswith("0000")
 
 
+def test_a_listed_route_is_what_a_get_answers_also_after_each_change(
+    sim: Simulator, nsx: Nsx
+) -> None:
+    """Pages are put together from each route's JSON as last rendered: a write, a bump of
+    the revision, a deletion and a route put back must all show in the next listing."""
+
+    def listed() -> dict[str, dict[str, Any]]:
+        return {r["id"]: r for p in nsx.list_all(ROUTES) for r in p}
+
+    def got(rid: str) -> dict[str, Any]:
+        answer: dict[str, Any] = nsx.call("GET", f"{ROUTES}/{rid}").json()
+        return answer
+
+    assert listed()[CL1_138] == got(CL1_138)
+    ok = nsx.call("PATCH", f"{ROUTES}/{CL1_138}", json={"display_name": "x", "_revision": 0})
+    assert ok.status_code == 200
+    assert listed()[CL1_138] == got(CL1_138)
+    assert listed()[CL1_138]["display_name"] == "x"
+    sim.nsx.bump_revision(T1, CL1_138)
+    assert listed()[CL1_138]["_revision"] == 2
+    before = got(CL1_138)
+    assert nsx.call("DELETE", f"{ROUTES}/{CL1_138}").status_code == 200
+    assert CL1_138 not in listed()
+    body = {k: before[k] for k in ("network", "next_hops", "tags", "display_name")}
+    assert nsx.call("PATCH", f"{ROUTES}/{CL1_138}", json=body).status_code == 200
+    again = listed()[CL1_138]
+    assert again == got(CL1_138)
+    assert again["_revision"] == 0
+    assert again["unique_id"] != before["unique_id"]
+
+
 def test_short_pages_answer_fewer_items_than_asked(sim: Simulator, nsx: Nsx) -> None:
     sim.nsx.short_pages = True
     pages = nsx.list_all(ROUTES, page_size=6)

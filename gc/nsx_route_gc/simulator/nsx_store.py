@@ -1,8 +1,9 @@
 """The simulated NSX manager's objects: Tier-1s and their static routes.
 
 Each Tier-1 keeps a dict of routes and a sorted id list, so a list page costs O(log n + page)
-whatever the number of routes. Routes are stored compactly and rendered to the full NSX JSON
-only when answered. The caller (``NsxState``) holds its lock around every call.
+whatever the number of routes. Routes are stored compactly; ``NsxState.route_json`` keeps
+each one's full NSX JSON for list pages, rendered again only when the route changes. The
+caller (``NsxState``) holds its lock around every call.
 """
 
 from __future__ import annotations
