@@ -52,21 +52,7 @@ def inputs(scenario: Scenario, now: datetime) -> tuple[list[RouterListing], list
     by_router: dict[str, list[Route]] = {t: [] for t in scenario.tier1s}
     for r in scenario.routes:
         created = now_ms - r.age_ms
-        stored = StoredRoute(
-            id=r.id,
-            network=r.network,
-            next_hops=tuple((h, 1, None) for h in r.next_hops),
-            tags=r.tags,
-            display_name=r.display_name or r.id,
-            description=None,
-            create_ms=created,
-            modified_ms=created,
-            create_user=r.create_user,
-            modified_user=r.create_user,
-            revision=r.revision,
-            protection=r.protection,
-            serial=0,
-        )
+        stored = StoredRoute.of(r, created_ms=created, serial=0)
         body = render_route(r.router, stored)
         by_router[r.router].append(
             Route(

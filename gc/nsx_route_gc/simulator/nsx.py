@@ -137,21 +137,7 @@ class NsxState:
         if route.protection not in PROTECTION_VALUES:
             raise ValueError(f"unknown _protection {route.protection!r} for route {route.id}")
         created = (self.now_ms() if now_ms is None else now_ms) - route.age_ms
-        stored = StoredRoute(
-            id=route.id,
-            network=route.network,
-            next_hops=tuple((hop, 1, None) for hop in route.next_hops),
-            tags=route.tags,
-            display_name=route.display_name or route.id,
-            description=None,
-            create_ms=created,
-            modified_ms=created,
-            create_user=route.create_user,
-            modified_user=route.create_user,
-            revision=route.revision,
-            protection=route.protection,
-            serial=self.next_serial(),
-        )
+        stored = StoredRoute.of(route, created_ms=created, serial=self.next_serial())
         with self.lock:
             if route.router not in self.tier1s:
                 self.add_tier1(route.router)

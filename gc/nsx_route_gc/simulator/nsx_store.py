@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from nsx_route_gc.simulator.model import SimRoute
+
 PROTECTION_VALUES = ("NOT_PROTECTED", "PROTECTED", "REQUIRE_OVERRIDE")
 _UNIQUE_NS = uuid.UUID("6f1c7b1e-3c2a-4f35-9a53-6b0e8a7d2c11")
 _WRITABLE = ("display_name", "description", "network", "next_hops", "tags")
@@ -100,6 +102,25 @@ class StoredRoute:
     protection: str
     serial: int  # distinguishes incarnations of one path, for unique_id
     extra: dict[str, Any] | None = None  # other writable fields a client sent
+
+    @classmethod
+    def of(cls, route: SimRoute, *, created_ms: int, serial: int) -> StoredRoute:
+        """A scenario's route as stored, untouched since it was created at ``created_ms``."""
+        return cls(
+            id=route.id,
+            network=route.network,
+            next_hops=tuple((hop, 1, None) for hop in route.next_hops),
+            tags=route.tags,
+            display_name=route.display_name or route.id,
+            description=None,
+            create_ms=created_ms,
+            modified_ms=created_ms,
+            create_user=route.create_user,
+            modified_user=route.create_user,
+            revision=route.revision,
+            protection=route.protection,
+            serial=serial,
+        )
 
 
 def render_route(router: str, r: StoredRoute) -> dict[str, Any]:
