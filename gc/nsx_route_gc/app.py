@@ -95,6 +95,12 @@ def log_summary(
             log.error("metrics.push_failed", error=str(exc))
 
 
+def ended_without_report(code: int, error: str, started: float, config: Config) -> Outcome:
+    """A run that stopped before its report: the summary line (and metrics) all the same."""
+    log_summary(None, code, started, metrics=config.metrics)
+    return Outcome(code, error=error)
+
+
 def run_metrics(report: dict[str, Any] | None, exit_code: int, duration: float) -> RunMetrics:
     success = exit_code in (EXIT_OK, EXIT_CHANGES)
     if report is None:
@@ -138,8 +144,7 @@ def run_scan(
                 result = scanner.scan()
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
-            log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
-            return Outcome(EXIT_FAILURE, error=str(exc))
+            return ended_without_report(EXIT_FAILURE, str(exc), started, config)
         finally:
             progress.close()
         report = scan_report(config, result, run_id)

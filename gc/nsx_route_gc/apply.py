@@ -34,6 +34,7 @@ from nsx_route_gc.app import (
     Outcome,
     bound_run,
     default_inventory,
+    ended_without_report,
     log_summary,
 )
 from nsx_route_gc.capi import build_discovery
@@ -125,8 +126,7 @@ def run_apply(
                 )
             except PlanError as exc:
                 log.error("plan.refused", plan=str(plan_path), error=str(exc))
-                log_summary(None, EXIT_USAGE, started, metrics=config.metrics)
-                return Outcome(EXIT_USAGE, error=str(exc))
+                return ended_without_report(EXIT_USAGE, str(exc), started, config)
             log.info(
                 "plan.loaded",
                 plan=str(plan_path),
@@ -150,8 +150,9 @@ def run_apply(
                 progress.close()  # the question must not be drawn over by the bars
                 if counts and not confirm(counts):
                     log.warning("apply.cancelled", routes=sum(counts.values()))
-                    log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
-                    return Outcome(EXIT_FAILURE, error="apply cancelled: nothing was deleted")
+                    return ended_without_report(
+                        EXIT_FAILURE, "apply cancelled: nothing was deleted", started, config
+                    )
                 deleter = Deleter(
                     nsx,
                     allow_overwrite=config.policy.allow_overwrite,
@@ -165,8 +166,7 @@ def run_apply(
                 )
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
-            log_summary(None, EXIT_FAILURE, started, metrics=config.metrics)
-            return Outcome(EXIT_FAILURE, error=str(exc))
+            return ended_without_report(EXIT_FAILURE, str(exc), started, config)
         finally:
             progress.close()
         report = apply_report(config, prepared, results, saved, run_id, clock(), batch_size)

@@ -26,6 +26,7 @@ from nsx_route_gc.app import (
     NsxFactory,
     Outcome,
     bound_run,
+    ended_without_report,
     log_summary,
 )
 from nsx_route_gc.config import Config
@@ -154,20 +155,19 @@ def run_restore(
             items = load_restore(report_path, nsx_host=config.nsx.host, route_ids=route_ids)
         except PlanError as exc:
             log.error("restore.refused", report=str(report_path), error=str(exc))
-            log_summary(None, EXIT_USAGE, started_clock, metrics=config.metrics)
-            return Outcome(EXIT_USAGE, error=str(exc))
+            return ended_without_report(EXIT_USAGE, str(exc), started_clock, config)
         counts = dict(Counter(item.router_path for item in items))
         if counts and not confirm(counts):
             log.warning("restore.cancelled", routes=len(items))
-            log_summary(None, EXIT_FAILURE, started_clock, metrics=config.metrics)
-            return Outcome(EXIT_FAILURE, error="restore cancelled: nothing was changed")
+            return ended_without_report(
+                EXIT_FAILURE, "restore cancelled: nothing was changed", started_clock, config
+            )
         try:
             with nsx_factory(config.nsx) as nsx:
                 results = [_restore_one(nsx, item, config.policy.allow_overwrite) for item in items]
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
-            log_summary(None, EXIT_FAILURE, started_clock, metrics=config.metrics)
-            return Outcome(EXIT_FAILURE, error=str(exc))
+            return ended_without_report(EXIT_FAILURE, str(exc), started_clock, config)
         report = restore_report(config, results, report_path, run_id, started, clock())
         paths = write_reports(report, report_dir) if report_dir else []
         code = EXIT_FAILURE if report["errors"] else EXIT_OK
