@@ -10,12 +10,12 @@ from pathlib import Path
 from kubernetes.client import ApiClient
 from rich.console import Console
 
+from nsx_route_gc.clusters.inventory import Inventory
 from nsx_route_gc.config import ClusterConfig, Config, NsxSettings
 from nsx_route_gc.errors import KubeError
-from nsx_route_gc.kube import Inventory
 from nsx_route_gc.models import ClusterInventory, ClusterStatus, Route
 from nsx_route_gc.progress import NULL_PROGRESS, NullProgress, RichProgress, choose_progress
-from nsx_route_gc.scan import Scanner
+from nsx_route_gc.runs.scan import Scanner
 
 
 class Tty(io.StringIO):

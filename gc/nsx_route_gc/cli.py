@@ -11,8 +11,7 @@ from typing import Annotated, NoReturn
 import structlog
 import typer
 
-from nsx_route_gc import __version__, app, logs
-from nsx_route_gc.apply import run_apply
+from nsx_route_gc import __version__, logs
 from nsx_route_gc.config import Config, load_config, parse_duration
 from nsx_route_gc.errors import ConfigError, RouteGcError
 from nsx_route_gc.progress import (
@@ -22,9 +21,11 @@ from nsx_route_gc.progress import (
     RichProgress,
     choose_progress,
 )
-from nsx_route_gc.render import to_terminal
-from nsx_route_gc.report_files import check_report_dir
-from nsx_route_gc.restore import run_restore
+from nsx_route_gc.reports.files import check_report_dir
+from nsx_route_gc.reports.render import to_terminal
+from nsx_route_gc.runs import frame as app
+from nsx_route_gc.runs.apply import run_apply
+from nsx_route_gc.runs.restore import run_restore
 from nsx_route_gc.tkg import merge_tkg, read_tkg_config
 
 log = structlog.get_logger(__name__)
@@ -310,7 +311,7 @@ def demo(
     Starts an NSX manager and a Kubernetes API server on 127.0.0.1 over HTTPS, runs a real
     scan against them, prints the summary and where the reports are, and shuts down.
     """
-    from nsx_route_gc.demo import run_demo  # noqa: PLC0415  # the simulator loads only when asked for
+    from nsx_route_gc.runs.demo import run_demo  # noqa: PLC0415  # the simulator loads only when asked for
 
     def body() -> int:
         outcome, config_path = run_demo(directory.resolve())
@@ -335,7 +336,7 @@ def simulate(
     ] = False,
 ) -> None:
     """Keep a simulator running (until Ctrl-C) and print how to point scan at it."""
-    from nsx_route_gc.demo import serve  # noqa: PLC0415  # the simulator loads only when asked for
+    from nsx_route_gc.runs.demo import serve  # noqa: PLC0415  # the simulator loads only when asked for
     from nsx_route_gc.simulator import SCENARIOS  # noqa: PLC0415  # as above
 
     if list_scenarios:

@@ -24,12 +24,12 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from factories import ccm_route, kube_json, kube_status
-from nsx_route_gc.capi import ClusterApiDiscovery, build_discovery
+from nsx_route_gc.clusters.capi import ClusterApiDiscovery, build_discovery
+from nsx_route_gc.clusters.inventory import Inventory
+from nsx_route_gc.clusters.memory import ClusterMemory
+from nsx_route_gc.clusters.memory_store import ConfigMapStore, FileStore
 from nsx_route_gc.config import ClusterApiConfig, Config, NsxSettings, StateConfig, load_config
 from nsx_route_gc.judge import judge
-from nsx_route_gc.kube import Inventory
-from nsx_route_gc.memory import ClusterMemory
-from nsx_route_gc.memory_store import ConfigMapStore, FileStore
 from nsx_route_gc.models import (
     ClusterInventory,
     ClusterStatus,
@@ -37,8 +37,8 @@ from nsx_route_gc.models import (
     RouterListing,
     Verdict,
 )
-from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.scan import Scanner
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.runs.scan import Scanner
 from nsx_route_gc.simulator import Simulator, load_scenario
 
 CANARY = "canary-Wl-T0ken-xyz"

@@ -23,9 +23,9 @@ import urllib3
 import yaml
 from pytest_httpserver import HTTPServer
 
+from nsx_route_gc.clusters.inventory import Inventory, api_client_from_kubeconfig, list_nodes
 from nsx_route_gc.config import ClusterConfig
 from nsx_route_gc.errors import KubeError
-from nsx_route_gc.kube import Inventory, api_client_from_kubeconfig, list_nodes
 from nsx_route_gc.models import ClusterInventory, ClusterStatus, Node
 from nsx_route_gc.simulator.kube import status_body
 

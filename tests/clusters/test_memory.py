@@ -19,7 +19,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from factories import kube_json, kube_status
-from nsx_route_gc.memory import (
+from nsx_route_gc.clusters.memory import (
     ClusterMemory,
     Record,
     Scope,
@@ -28,7 +28,7 @@ from nsx_route_gc.memory import (
     observe,
     parse_record,
 )
-from nsx_route_gc.memory_store import CONFIGMAP_KEY, ConfigMapStore, FileStore
+from nsx_route_gc.clusters.memory_store import CONFIGMAP_KEY, ConfigMapStore, FileStore
 from nsx_route_gc.models import ClusterStatus
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ from yamllint.config import YamlLintConfig
 from nsx_route_gc.config import build_config
 from nsx_route_gc.models import Policy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "cronjob.yaml"
 NAMESPACE = "nsx-route-gc"
 STATE_CONFIGMAP = "nsx-route-gc-state"

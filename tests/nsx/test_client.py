@@ -20,11 +20,11 @@ from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
 from factories import FakeTime
-from nsx_route_gc import nsx as nsx_module
 from nsx_route_gc.config import NsxSettings, Secret
 from nsx_route_gc.errors import ConfigError, NsxApiError, NsxError
 from nsx_route_gc.models import CLUSTER_TAG_SCOPE, NODE_TAG_SCOPE
-from nsx_route_gc.nsx import NsxClient, route_from_nsx
+from nsx_route_gc.nsx import client as nsx_module
+from nsx_route_gc.nsx.client import NsxClient, route_from_nsx
 
 PASSWORD = "canary-S3cr3t-pw"
 BASIC = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()

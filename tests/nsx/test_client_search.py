@@ -14,8 +14,8 @@ from werkzeug import Request, Response
 from factories import FakeTime
 from nsx_route_gc.config import NsxSettings, Secret
 from nsx_route_gc.errors import NsxError
-from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.nsx_query import route_presence_query
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.nsx.query import route_presence_query
 
 SEARCH = "/policy/api/v1/search/query"
 T1 = "/infra/tier-1s/tanzu-cl1"

@@ -12,11 +12,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from nsx_route_gc.config import NsxSettings, Secret
-from nsx_route_gc.confirm import search_presence
-from nsx_route_gc.deleter import NOTE_DELETED, NOTE_MARKED, Deleter, DeletionResult
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.models import Action, RouteVerdict, Verdict
-from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.nsx.confirm import search_presence
+from nsx_route_gc.nsx.deleter import NOTE_DELETED, NOTE_MARKED, Deleter, DeletionResult
 from nsx_route_gc.simulator import Scenario, SimRoute, Simulator
 
 ROUTERS = [f"/infra/tier-1s/t1-{n}" for n in range(4)]

@@ -1,10 +1,10 @@
-"""Policy paths and search queries as text (``nsx_query``): escaping, contexts, chunks."""
+"""Policy paths and search queries as text (``nsx.query``): escaping, contexts, chunks."""
 
 from __future__ import annotations
 
 from urllib.parse import quote_plus
 
-from nsx_route_gc.nsx_query import (
+from nsx_route_gc.nsx.query import (
     lucene_escape,
     route_presence_query,
     route_search_chunks,

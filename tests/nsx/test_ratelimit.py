@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from factories import FakeTime
-from nsx_route_gc.ratelimit import TokenBucket
+from nsx_route_gc.nsx.ratelimit import TokenBucket
 
 
 def test_burst_is_free_then_callers_wait_one_interval_each() -> None:

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reportkit import UID1, seed_plan
 
 from factories import NOW, T1, ccm_route, foreign_route
-from nsx_route_gc import report as report_module
-from nsx_route_gc.app import run_metrics
 from nsx_route_gc.judge import judge
 from nsx_route_gc.models import Action, Plan, Policy, Route, RouterListing, RouteVerdict, Verdict
-from nsx_route_gc.render import census, to_markdown, to_terminal
-from nsx_route_gc.report import (
+from nsx_route_gc.reports import rows as report_module
+from nsx_route_gc.reports.files import to_csv, to_json, write_reports
+from nsx_route_gc.reports.render import census, to_markdown, to_terminal
+from nsx_route_gc.reports.rows import (
     ROW_FIELDS,
     Noted,
     Rows,
@@ -27,8 +28,7 @@ from nsx_route_gc.report import (
     build_report,
     route_row,
 )
-from nsx_route_gc.report_files import to_csv, to_json, write_reports
-from test_report import UID1, seed_plan
+from nsx_route_gc.runs.frame import run_metrics
 
 # What a field may hold besides plain text: every character CSV quotes for, JSON escapes,
 # or Markdown replaces.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from reportkit import UID1, report
 
-from nsx_route_gc import render
-from nsx_route_gc.render import to_markdown, to_terminal
-from test_report import UID1, report
+from nsx_route_gc.reports import render
+from nsx_route_gc.reports.render import to_markdown, to_terminal
 
 
 def test_markdown_reads_like_a_ticket() -> None:

@@ -12,9 +12,9 @@ import pytest
 from factories import NOW, T1, ccm_route, foreign_route
 from nsx_route_gc.errors import PlanError
 from nsx_route_gc.models import Action, Plan, RouterListing, RouteVerdict, Verdict, plan_sha256
-from nsx_route_gc.report import RunInfo, build_report, deletion_key
-from nsx_route_gc.report_files import to_json
-from nsx_route_gc.saved_plan import host_key, load_plan
+from nsx_route_gc.reports.files import to_json
+from nsx_route_gc.reports.rows import RunInfo, build_report, deletion_key
+from nsx_route_gc.reports.saved_plan import host_key, load_plan
 
 HOST = "nsx.example.com"
 ORPHAN = ccm_route("11111111-0000-4000-8000-000000000001", "172.16.136.0/24", "172.16.128.63")

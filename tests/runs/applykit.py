@@ -14,13 +14,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from nsx_route_gc import app
-from nsx_route_gc.apply import run_apply
 from nsx_route_gc.config import Config, NsxSettings, load_config
 from nsx_route_gc.models import Policy
-from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.report_files import to_json
-from nsx_route_gc.restore import run_restore
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.reports.files import to_json
+from nsx_route_gc.runs import frame as app
+from nsx_route_gc.runs.apply import run_apply
+from nsx_route_gc.runs.restore import run_restore
 from nsx_route_gc.simulator import Simulator, load_scenario
 from nsx_route_gc.simulator.model import Scenario
 

@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from applykit import CL1_IDS, T1, read, rows, simulated, write
 from typer.testing import CliRunner
 
-from applykit import CL1_IDS, T1, read, rows, simulated, write
 from factories import ccm_route as factory_route
 from nsx_route_gc.cli import cli
-from nsx_route_gc.deleter import Deleter
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict, plan_sha256
-from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.report import deletion_key
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.nsx.deleter import Deleter
+from nsx_route_gc.reports.rows import deletion_key
 from nsx_route_gc.simulator import SimRoute, load_scenario
 from nsx_route_gc.simulator.model import ccm_route
 

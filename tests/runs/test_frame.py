@@ -11,8 +11,8 @@ from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
-from nsx_route_gc.app import run_scan
 from nsx_route_gc.config import MetricsConfig, load_config
+from nsx_route_gc.runs.frame import run_scan
 from nsx_route_gc.simulator import Simulator, load_scenario
 
 

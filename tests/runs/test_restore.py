@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from applykit import CL1_IDS, T1, Env, read, rows, simulated, write
 from typer.testing import CliRunner
 
-from applykit import CL1_IDS, T1, Env, read, rows, simulated, write
 from nsx_route_gc.cli import cli
 from nsx_route_gc.models import Route
-from nsx_route_gc.restore import ToRestore, _attempt, restorable_body
+from nsx_route_gc.runs.restore import ToRestore, _attempt, restorable_body
 from nsx_route_gc.simulator import SimRoute
 
 CL1_A, CL1_B, CL1_C = sorted(CL1_IDS)

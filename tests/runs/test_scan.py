@@ -12,7 +12,7 @@ from factories import NOW, T1, ccm_route, foreign_route, node
 from nsx_route_gc.config import ClusterConfig, Config, NsxSettings, RetiredCluster
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.models import Action, ClusterInventory, ClusterStatus, Policy, Route, Verdict
-from nsx_route_gc.scan import OVERLAP_MIN_AGE, Scanner
+from nsx_route_gc.runs.scan import OVERLAP_MIN_AGE, Scanner
 
 UID1 = "11111111-0000-4000-8000-000000000001"
 UID2 = "22222222-0000-4000-8000-000000000002"

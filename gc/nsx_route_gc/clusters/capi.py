@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 from kubernetes.client import ApiClient
 
-from nsx_route_gc.capi_objects import (
+from nsx_route_gc.clusters.capi_objects import (
     CAPI_GROUP,
     CAPI_VERSION,
     PAGE_SIZE,
@@ -28,15 +28,15 @@ from nsx_route_gc.capi_objects import (
     list_capi_clusters,
     read_kubeconfig_secret,
 )
+from nsx_route_gc.clusters.inventory import Inventory
+from nsx_route_gc.clusters.kubeconfig import api_client_from_kubeconfig, safe_url
+from nsx_route_gc.clusters.memory import ClusterMemory, Scope, Sighting
+from nsx_route_gc.clusters.memory_store import ConfigMapStore, FileStore
 from nsx_route_gc.config import ClusterApiConfig, ClusterConfig, Config
 from nsx_route_gc.errors import KubeError
-from nsx_route_gc.kube import Inventory
-from nsx_route_gc.kubeconfig import api_client_from_kubeconfig, safe_url
 from nsx_route_gc.logs import carry_context
-from nsx_route_gc.memory import ClusterMemory, Scope, Sighting
-from nsx_route_gc.memory_store import ConfigMapStore, FileStore
 from nsx_route_gc.models import ClusterInventory, ClusterStatus, Policy
-from nsx_route_gc.scan import ClusterDiscovery
+from nsx_route_gc.ports import ClusterDiscovery
 
 log = structlog.get_logger(__name__)
 

@@ -22,15 +22,15 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from nsx_route_gc.config import ClusterConfig
-from nsx_route_gc.errors import KubeError
-from nsx_route_gc.kubeconfig import (
+from nsx_route_gc.clusters.kubeconfig import (
     api_client_from_kubeconfig,
     one_line,
     safe_url,
     scrub,
     status_message,
 )
+from nsx_route_gc.config import ClusterConfig
+from nsx_route_gc.errors import KubeError
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import ClusterInventory, ClusterStatus, Node, parse_network
 from nsx_route_gc.progress import NULL_PROGRESS, Progress

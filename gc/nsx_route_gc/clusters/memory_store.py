@@ -23,9 +23,9 @@ from kubernetes import client as k8s
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from nsx_route_gc.clusters.kubeconfig import one_line, safe_url, status_message
+from nsx_route_gc.clusters.memory import CorruptRecordError, MemoryUnavailableError
 from nsx_route_gc.errors import KubeError
-from nsx_route_gc.kubeconfig import one_line, safe_url, status_message
-from nsx_route_gc.memory import CorruptRecordError, MemoryUnavailableError
 
 try:
     import fcntl

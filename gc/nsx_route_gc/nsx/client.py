@@ -1,6 +1,6 @@
 """The NSX Policy API as nsx-route-gc needs it: Tier-1s, their static routes, deletions.
 
-Transport concerns (authentication, TLS, retries, rate limit) live in ``nsx_http``.
+Transport concerns (authentication, TLS, retries, rate limit) live in ``nsx.transport``.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import structlog
 from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import NsxApiError, NsxError
 from nsx_route_gc.models import NODE_TAG_SCOPE, Route
-from nsx_route_gc.nsx_http import API_PREFIX, NsxTransport
-from nsx_route_gc.nsx_query import (
+from nsx_route_gc.nsx.query import (
     SEARCH_FIELDS,
     SEARCH_PATH,
     TIER1_PATH,
     route_presence_query,
     search_context,
 )
+from nsx_route_gc.nsx.transport import API_PREFIX, NsxTransport
 
 log = structlog.get_logger(__name__)
 

@@ -28,7 +28,7 @@ import structlog
 
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.logs import carry_context
-from nsx_route_gc.nsx_query import route_search_chunks
+from nsx_route_gc.nsx.query import route_search_chunks
 
 log = structlog.get_logger(__name__)
 

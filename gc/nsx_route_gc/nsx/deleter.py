@@ -25,10 +25,10 @@ from typing import Protocol, TypeVar
 
 import structlog
 
-from nsx_route_gc.confirm import Presence, RouteSearch, search_presence
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import Action, Route, RouteVerdict
+from nsx_route_gc.nsx.confirm import Presence, RouteSearch, search_presence
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 log = structlog.get_logger(__name__)

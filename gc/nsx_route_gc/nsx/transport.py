@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 
 from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import ConfigError, NsxApiError, NsxError
-from nsx_route_gc.ratelimit import TokenBucket
+from nsx_route_gc.nsx.ratelimit import TokenBucket
 
 API_PREFIX = "/policy/api/v1"
 SESSION_CREATE = "/api/session/create"

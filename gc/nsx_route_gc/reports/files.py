@@ -3,7 +3,7 @@ report.md (``render``); each file appears whole or not at all.
 
 A scan of 100,000 routes writes 100,000 rows twice. Rows from verdicts are therefore written
 straight from the verdicts, with no row dictionary: ``_verdict_texts`` must write exactly what
-``report.route_row`` holds, and tests/test_report_files.py compares the two byte for byte.
+``rows.route_row`` holds, and tests/reports/test_files.py compares the two byte for byte.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import IO, Any
 
 from nsx_route_gc.errors import ConfigError
 from nsx_route_gc.models import RouteVerdict, Verdict
-from nsx_route_gc.render import iter_markdown
-from nsx_route_gc.report import ROW_FIELDS, Noted, NsxObject, Rows, iso_ms, route_row
+from nsx_route_gc.reports.render import iter_markdown
+from nsx_route_gc.reports.rows import ROW_FIELDS, Noted, NsxObject, Rows, iso_ms, route_row
 
 
 def check_report_dir(directory: Path) -> None:

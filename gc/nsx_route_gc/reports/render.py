@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 Row = dict[str, Any]
 # What the counts and the choice of listed rows need of a row: router path, route id,
-# revision, verdict, action and flag. Read straight from a verdict (``report.Rows``), these
+# revision, verdict, action and flag. Read straight from a verdict (``rows.Rows``), these
 # cost a tuple; a whole row costs twenty-odd fields and a date.
 Facts = tuple[str, str, int | None, str, str, str | None]
 
@@ -166,7 +166,7 @@ class Census:
 
 @runtime_checkable
 class Counted(Protocol):
-    """Rows that take their census without making every row, and keep it (``report.Rows``)."""
+    """Rows that take their census without making every row, and keep it (``rows.Rows``)."""
 
     def census(self) -> Census: ...
 
@@ -185,7 +185,7 @@ def dict_facts(rows: Iterable[Row]) -> Iterator[Facts]:
 
 
 def census(rows: Iterable[Row]) -> Census:
-    """The census of a report's rows: kept by ``report.Rows``, taken afresh of a plain list."""
+    """The census of a report's rows: kept by ``rows.Rows``, taken afresh of a plain list."""
     if isinstance(rows, Counted):
         return rows.census()
     return Census.of(dict_facts(rows))

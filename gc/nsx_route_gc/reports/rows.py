@@ -1,5 +1,5 @@
 """The report of a run as a document: its header, and a row per route made on demand.
-Its files (JSON, CSV, Markdown) are written by ``report_files``; Markdown and the terminal
+Its files (JSON, CSV, Markdown) are written by ``reports.files``; Markdown and the terminal
 summary are rendered by ``render``.
 
 Every route of every router listed whole is a row with the same fields, foreign ones too.
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, overload
 
 from nsx_route_gc import __version__
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict, plan_sha256
-from nsx_route_gc.render import Census, Facts, census, dict_facts
+from nsx_route_gc.reports.render import Census, Facts, census, dict_facts
 
 SCHEMA_VERSION = 1
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from nsx_route_gc.errors import PlanError
 from nsx_route_gc.models import Action, Verdict, plan_sha256
-from nsx_route_gc.report import SCHEMA_VERSION, deletion_key
+from nsx_route_gc.reports.rows import SCHEMA_VERSION, deletion_key
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
 # A plan stamped this far in the future is taken as a clock or editing mistake, not as fresh.

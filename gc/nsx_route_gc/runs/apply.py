@@ -8,7 +8,7 @@ plan touches), and a planned route is held when the fresh scan sees it different
 protection tag, ``REQUIRE_OVERRIDE``, grace period) or a blast-radius limit. Orphans the plan
 does not name are never deleted (``not-in-plan``).
 
-Returns an :class:`~nsx_route_gc.app.Outcome`; printing, prompting and exiting are the CLI's.
+Returns an :class:`~nsx_route_gc.runs.frame.Outcome`; printing, prompting and exiting are the CLI's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,25 @@ from typing import Any
 
 import structlog
 
-from nsx_route_gc.app import (
+from nsx_route_gc.clusters.capi import build_discovery
+from nsx_route_gc.config import Config
+from nsx_route_gc.errors import NsxError, PlanError
+from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.nsx.deleter import DEFAULT_BATCH_SIZE, Deleter, DeletionResult
+from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, RouteSource
+from nsx_route_gc.progress import NULL_PROGRESS, Progress
+from nsx_route_gc.reports.files import write_reports
+from nsx_route_gc.reports.rows import (
+    ROW_FIELDS,
+    Noted,
+    Rows,
+    RowSource,
+    RunInfo,
+    build_report,
+)
+from nsx_route_gc.reports.saved_plan import DEFAULT_MAX_AGE, PlannedDeletion, SavedPlan, load_plan
+from nsx_route_gc.runs.frame import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
@@ -37,32 +55,7 @@ from nsx_route_gc.app import (
     ended_without_report,
     log_summary,
 )
-from nsx_route_gc.capi import build_discovery
-from nsx_route_gc.config import Config
-from nsx_route_gc.deleter import DEFAULT_BATCH_SIZE, Deleter, DeletionResult
-from nsx_route_gc.errors import NsxError, PlanError
-from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
-from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.progress import NULL_PROGRESS, Progress
-from nsx_route_gc.report import (
-    ROW_FIELDS,
-    Noted,
-    Rows,
-    RowSource,
-    RunInfo,
-    build_report,
-)
-from nsx_route_gc.report_files import write_reports
-from nsx_route_gc.saved_plan import DEFAULT_MAX_AGE, PlannedDeletion, SavedPlan, load_plan
-from nsx_route_gc.scan import (
-    OVERLAP_MIN_AGE,
-    ClusterDiscovery,
-    ClusterSource,
-    RouteSource,
-    Scanner,
-    ScanResult,
-    utc_now,
-)
+from nsx_route_gc.runs.scan import OVERLAP_MIN_AGE, Scanner, ScanResult, utc_now
 
 log = structlog.get_logger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from nsx_route_gc.app import Outcome, run_scan
 from nsx_route_gc.config import load_config
+from nsx_route_gc.runs.frame import Outcome, run_scan
 from nsx_route_gc.simulator import Simulator, load_scenario
 
 DEMO_SCENARIO = "seed"

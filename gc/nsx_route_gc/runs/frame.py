@@ -16,19 +16,20 @@ from typing import Any
 
 import structlog
 
-from nsx_route_gc.capi import build_discovery
+from nsx_route_gc.clusters.capi import build_discovery
+from nsx_route_gc.clusters.inventory import Inventory
 from nsx_route_gc.config import Config, MetricsConfig, NsxSettings
 from nsx_route_gc.errors import NsxError
-from nsx_route_gc.kube import Inventory
 from nsx_route_gc.logs import register_secret
 from nsx_route_gc.metrics import MetricsError, RunMetrics, push_run_metrics
 from nsx_route_gc.models import Action
-from nsx_route_gc.nsx import NsxClient
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.ports import ClusterDiscovery, ClusterSource
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
-from nsx_route_gc.render import census
-from nsx_route_gc.report import RunInfo, build_report
-from nsx_route_gc.report_files import write_reports
-from nsx_route_gc.scan import ClusterDiscovery, ClusterSource, Scanner, ScanResult, utc_now
+from nsx_route_gc.reports.files import write_reports
+from nsx_route_gc.reports.render import census
+from nsx_route_gc.reports.rows import RunInfo, build_report
+from nsx_route_gc.runs.scan import Scanner, ScanResult, utc_now
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,15 @@ from typing import Any, Protocol
 
 import structlog
 
-from nsx_route_gc.app import (
+from nsx_route_gc.config import Config
+from nsx_route_gc.errors import NsxError, PlanError
+from nsx_route_gc.models import Action, Plan, Route, RouterListing
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.nsx.deleter import REQUIRE_OVERRIDE, marked_for_delete
+from nsx_route_gc.reports.files import write_reports
+from nsx_route_gc.reports.rows import ROW_FIELDS, RunInfo, build_report
+from nsx_route_gc.reports.saved_plan import check_host, read_report
+from nsx_route_gc.runs.frame import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
@@ -29,15 +37,7 @@ from nsx_route_gc.app import (
     ended_without_report,
     log_summary,
 )
-from nsx_route_gc.config import Config
-from nsx_route_gc.deleter import REQUIRE_OVERRIDE, marked_for_delete
-from nsx_route_gc.errors import NsxError, PlanError
-from nsx_route_gc.models import Action, Plan, Route, RouterListing
-from nsx_route_gc.nsx import NsxClient
-from nsx_route_gc.report import ROW_FIELDS, RunInfo, build_report
-from nsx_route_gc.report_files import write_reports
-from nsx_route_gc.saved_plan import check_host, read_report
-from nsx_route_gc.scan import utc_now
+from nsx_route_gc.runs.scan import utc_now
 
 log = structlog.get_logger(__name__)
 

@@ -14,11 +14,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 import structlog
 
-from nsx_route_gc.config import ClusterConfig, Config
+from nsx_route_gc.config import Config
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.heap import collector_paused
 from nsx_route_gc.judge import judge
@@ -27,31 +26,15 @@ from nsx_route_gc.models import (
     ClusterInventory,
     ClusterStatus,
     Plan,
-    Route,
     RouterListing,
 )
+from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, RouteSource
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 log = structlog.get_logger(__name__)
 
 # The shortest grace period under which listing and inventory run at the same time.
 OVERLAP_MIN_AGE = timedelta(minutes=5)
-
-
-class RouteSource(Protocol):
-    def list_routers(self) -> list[str]: ...
-
-    def list_routes(self, router_path: str) -> list[Route]: ...
-
-
-class ClusterSource(Protocol):
-    def inventory(self, clusters: Sequence[ClusterConfig]) -> list[ClusterInventory]: ...
-
-
-class ClusterDiscovery(Protocol):
-    """Extra clusters beyond the configured ones (Cluster API, remembered clusters)."""
-
-    def discover(self, configured: Sequence[ClusterInventory]) -> list[ClusterInventory]: ...
 
 
 def utc_now() -> datetime:
