@@ -17,11 +17,24 @@ from nsx_route_gc.cli import cli
 from nsx_route_gc.simulator import Simulator, load_scenario
 
 CANARY = "canary-S3cr3t-pw"
+NSXT_ENVIRONMENT = (
+    "NSXT_MANAGER_HOST",
+    "NSXT_USERNAME",
+    "NSXT_PASSWORD",
+    "NSXT_ROUTER_PATH",
+    "NSXT_ALLOW_UNVERIFIED_SSL",
+    "NSXT_REMOTE_AUTH",
+    "NSXT_CA_FILE",
+    "NSXT_CLIENT_AUTH_CERT_FILE",
+    "NSXT_CLIENT_AUTH_KEY_FILE",
+    "NSXT_VMC_ACCESS_TOKEN",
+    "NSXT_VMC_AUTH_HOST",
+)
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("NSXT_MANAGER_HOST", "NSXT_USERNAME", "NSXT_PASSWORD", "NSXT_ROUTER_PATH"):
+    for name in NSXT_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     yield
     # The CLI points logging at the runner's captured stderr, which closes after the test.
@@ -187,3 +200,21 @@ def test_unwritable_report_dir_is_refused_before_anything_runs(
         assert "Traceback" not in err
     assert sim.nsx.counters.get("nsx_list_routes", 0) == 0
     assert sim.nsx.counters.get("nsx_hierarchical", 0) == 0
+
+
+def test_tkg_file_with_bad_base64_is_one_line_naming_file_and_variable(tmp_path: Path) -> None:
+    tkg = tmp_path / "cl1.yaml"
+    tkg.write_text(
+        f"CLUSTER_NAME: cl1\nNSXT_PASSWORD: {CANARY}\nNSXT_CLIENT_CERT_DATA: '{CANARY}%'\n"
+        "NSXT_CLIENT_CERT_KEY_DATA: 'not base64!'\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("clusters: []\n")
+    code, out, err = run("scan", "--config", str(config), "--tkg-config", str(tkg))
+    assert code == 2
+    assert out == ""
+    assert err.strip() == (
+        f"nsx-route-gc: error: {tkg}: NSXT_CLIENT_CERT_DATA: not valid base64 "
+        "(TKG expects a base64 PEM)"
+    )
+    assert CANARY not in err

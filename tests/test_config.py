@@ -106,6 +106,55 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert c.metrics.pushgateway == "http://gw:9091"
 
 
+def test_file_names_of_the_ccm_and_terraform_override_the_file(tmp_path: Path) -> None:
+    for name in ("env-ca.pem", "client.crt", "client.key"):
+        (tmp_path / name).write_text("pem")
+    env = {
+        "NSXT_CA_FILE": str(tmp_path / "env-ca.pem"),
+        "NSXT_CLIENT_AUTH_CERT_FILE": str(tmp_path / "client.crt"),
+        "NSXT_CLIENT_AUTH_KEY_FILE": str(tmp_path / "client.key"),
+    }
+    # `auth: session` is explicit in FULL: it stays, the certificate is not used for auth.
+    c = load_config(write(tmp_path, FULL), env).config
+    assert c.nsx.ca_file == tmp_path / "env-ca.pem"
+    assert c.nsx.client_cert_file == tmp_path / "client.crt"
+    assert c.nsx.client_key_file == tmp_path / "client.key"
+    assert c.nsx.auth == "session"
+
+
+def test_a_client_certificate_without_an_auth_key_means_certificate_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the CCM's connector_manager.go: a client certificate, when given, is the auth.
+    for name in ("client.crt", "client.key"):
+        (tmp_path / name).write_text("pem")
+    monkeypatch.chdir(tmp_path)  # relative names in the environment are relative to here
+    env = {"NSXT_CLIENT_AUTH_CERT_FILE": "client.crt", "NSXT_CLIENT_AUTH_KEY_FILE": "client.key"}
+    c = load_config(write(tmp_path, "nsx: {host: h}\n"), env).config
+    assert c.nsx.auth == "certificate"
+    assert c.nsx.client_cert_file == tmp_path / "client.crt"
+    assert c.nsx.username is None
+
+
+def test_missing_file_named_by_the_environment(tmp_path: Path) -> None:
+    env = {"NSXT_CA_FILE": str(tmp_path / "nope.pem")}
+    with pytest.raises(ConfigError, match=r"nsx\.ca_file: .*nope\.pem does not exist"):
+        load_config(write(tmp_path, FULL), env)
+
+
+@pytest.mark.parametrize(
+    ("value", "auth"), [("true", "remote"), ("1", "remote"), ("false", "session")]
+)
+def test_remote_auth_from_the_environment(tmp_path: Path, value: str, auth: str) -> None:
+    c = load_config(write(tmp_path, FULL), {"NSXT_REMOTE_AUTH": value}).config
+    assert c.nsx.auth == auth
+
+
+def test_remote_auth_that_is_no_boolean_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="NSXT_REMOTE_AUTH: expected true or false"):
+        load_config(write(tmp_path, FULL), {"NSXT_REMOTE_AUTH": "maybe"})
+
+
 def test_plain_password_works_but_warns(tmp_path: Path) -> None:
     text = f"nsx: {{host: h, username: u, password: {CANARY}}}\n"
     loaded = load_config(write(tmp_path, text), {})

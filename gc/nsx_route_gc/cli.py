@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -26,7 +27,7 @@ from nsx_route_gc.reports.render import to_terminal
 from nsx_route_gc.runs import frame as app
 from nsx_route_gc.runs.apply import run_apply
 from nsx_route_gc.runs.restore import run_restore
-from nsx_route_gc.tkg import merge_tkg, read_tkg_config
+from nsx_route_gc.tkg import materialised, merge_tkg, read_tkg_config
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +51,9 @@ TkgOption = Annotated[
     typer.Option(
         "--tkg-config",
         help=(
-            "A TKG cluster configuration file (repeatable): NSXT_* settings and "
-            "CLUSTER_NAME/CLUSTER_CIDR; the configuration file and environment win."
+            "A TKG cluster configuration file (repeatable): its NSXT_* settings and "
+            "CLUSTER_NAME/CLUSTER_CIDR; they override the configuration file, the "
+            "environment overrides them."
         ),
         show_default=False,
     ),
@@ -71,22 +73,32 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _load(path: Path, tkg_files: list[Path] | None = None) -> Config:
-    """The configuration file, under the environment, over any TKG configuration files."""
+def _load(stack: ExitStack, path: Path, tkg_files: list[Path] | None = None) -> Config:
+    """The configuration file, under any TKG configuration files, under the environment.
+
+    Certificates decoded from TKG files are written to private files that ``stack`` (the
+    command's) removes when the command ends, however it ends.
+    """
     merged = merge_tkg([read_tkg_config(f) for f in tkg_files or []])
-    environ = {**merged.environ, **os.environ}
+    for warning in merged.warnings:
+        log.warning("tkg.warning", message=warning)
+    environ = {**stack.enter_context(materialised(merged)), **os.environ}
     loaded = load_config(path, environ, merged.pod_cidrs)
     for warning in loaded.warnings:
         log.warning("config.warning", message=warning, config=str(path))
     return loaded.config
 
 
-def _guard(body: Callable[[], int], report_dir: Path | None = None) -> NoReturn:
-    """Run a command body: usage problems exit 2, our runtime errors 1, always in one line."""
+def _guard(body: Callable[[ExitStack], int], report_dir: Path | None = None) -> NoReturn:
+    """Run a command body: usage problems exit 2, our runtime errors 1, always in one line.
+
+    The body's ExitStack closes before the process exits, on success, error or Ctrl-C.
+    """
     try:
         if report_dir is not None:
             check_report_dir(report_dir)
-        code = body()
+        with ExitStack() as stack:
+            code = body(stack)
     except ConfigError as exc:
         _fail(str(exc), app.EXIT_USAGE)
     except RouteGcError as exc:
@@ -167,9 +179,9 @@ def scan(
     --detailed-exitcode when routes to delete were found.
     """
 
-    def body() -> int:
+    def body(stack: ExitStack) -> int:
         outcome = app.run_scan(
-            _load(config, tkg_config),
+            _load(stack, config, tkg_config),
             report_dir=report_dir,
             detailed_exitcode=detailed_exitcode,
             progress=_progress(ctx),
@@ -239,14 +251,14 @@ def apply_command(
     holding deletions, a cluster not inventoried), 2 usage, configuration or plan refused.
     """
 
-    def body() -> int:
+    def body(stack: ExitStack) -> int:
         confirm = _confirmation(yes, "delete")
         try:
             age = parse_duration(max_plan_age)
         except ValueError as exc:
             _fail(f"--max-plan-age: {exc}", app.EXIT_USAGE)
         outcome = run_apply(
-            _load(config, tkg_config),
+            _load(stack, config, tkg_config),
             confirm=confirm,
             plan_path=plan,
             report_dir=report_dir,
@@ -284,10 +296,10 @@ def restore_command(
     every selected route is back, 1 some held or failed, 2 usage error or report refused.
     """
 
-    def body() -> int:
+    def body(stack: ExitStack) -> int:
         confirm = _confirmation(yes, "restore")
         outcome = run_restore(
-            _load(config, tkg_config),
+            _load(stack, config, tkg_config),
             report_path=from_report,
             confirm=confirm,
             route_ids=route or (),
@@ -313,7 +325,7 @@ def demo(
     """
     from nsx_route_gc.runs.demo import run_demo  # noqa: PLC0415  # the simulator loads only when asked for
 
-    def body() -> int:
+    def body(_stack: ExitStack) -> int:
         outcome, config_path = run_demo(directory.resolve())
         _print_outcome(outcome)
         typer.echo(f"Configuration used: {config_path}")

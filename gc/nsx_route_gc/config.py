@@ -113,6 +113,11 @@ class Config:
 # --- loading -------------------------------------------------------------------------------
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_FILE_OVERRIDES = {
+    "NSXT_CA_FILE": "ca_file",
+    "NSXT_CLIENT_AUTH_CERT_FILE": "client_cert_file",
+    "NSXT_CLIENT_AUTH_KEY_FILE": "client_key_file",
+}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -377,10 +382,19 @@ class _Reader:
         for env, key in overrides.items():
             if environ.get(env):
                 data[key] = environ[env]
+        # The file names the CCM and terraform read; relative to where the tool runs.
+        for env, key in _FILE_OVERRIDES.items():
+            if environ.get(env):
+                data[key] = str(Path(environ[env]).expanduser().absolute())
         if environ.get("NSXT_ROUTER_PATH"):
             data["routers"] = [p for p in environ["NSXT_ROUTER_PATH"].split(",") if p.strip()]
-        if environ.get("NSXT_REMOTE_AUTH", "").strip().lower() in _TRUE:
+        if environ.get("NSXT_REMOTE_AUTH") and self.boolean(
+            environ["NSXT_REMOTE_AUTH"], "NSXT_REMOTE_AUTH"
+        ):
             data["auth"] = "remote"
+        if "auth" not in data and data.get("client_cert_file") is not None:
+            # As the CCM (connector_manager.go): a client certificate, when given, is the auth.
+            data["auth"] = "certificate"
         if data.get("host") is None:
             raise self.fail("nsx.host", "missing (set it in the file or NSXT_MANAGER_HOST)")
         try:
