@@ -3,8 +3,10 @@ one-line errors, and a canary password that must appear nowhere."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,3 +220,99 @@ def test_tkg_file_with_bad_base64_is_one_line_naming_file_and_variable(tmp_path:
         "(TKG expects a base64 PEM)"
     )
     assert CANARY not in err
+
+
+# --- a TKG file alone (issue 10): no `nsx:` settings but those the TKG files provide ---------
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the decoded certificates go for this test (instead of the system's temp dir)."""
+    directory = tmp_path / "private-tmp"
+    directory.mkdir()
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
+@pytest.mark.parametrize("scenario", ["tkg", "tkg-cert"])
+def test_tkg_files_alone_scan_and_apply(scenario: str, tmp_path: Path, private_tmp: Path) -> None:
+    with Simulator(load_scenario(scenario)) as sim:
+        sim.nsx.password = CANARY
+        config = sim.write_config(tmp_path / "sim")
+        tkg = [
+            arg for f in sim.tkg_config_files(tmp_path / "sim") for arg in ("--tkg-config", str(f))
+        ]
+        assert "nsx" not in yaml.safe_load(config.read_text())
+
+        code, out, err = run(
+            "scan", "--config", str(config), *tkg, "--report-dir", str(tmp_path / "s")
+        )
+        assert code == 0, err
+        assert "Verdicts: live 3, orphaned 3, foreign 2" in out
+        assert sim.nsx.counters.get("nsx_hierarchical", 0) == 0
+
+        code, out2, err2 = run(
+            "apply", "--yes", "--config", str(config), *tkg, "--report-dir", str(tmp_path / "a")
+        )
+        assert code == 0, err2
+        assert "deleted 3" in out2
+        assert sim.nsx.route_count() == 5
+        sessions = sim.nsx.counters.get("nsx_session", 0)
+    if scenario == "tkg-cert":
+        # The client certificate was the auth: no login, no password anywhere.
+        assert sessions == 0
+    else:
+        assert sessions == 2  # one login per run
+    # The decoded CA (and certificate and key) existed only while each command ran.
+    assert list(private_tmp.iterdir()) == []
+    everything = out + err + out2 + err2
+    for directory in (tmp_path / "s", tmp_path / "a"):
+        everything += "".join(p.read_text() for p in directory.iterdir())
+    assert CANARY not in everything
+    assert base64.b64encode(CANARY.encode()).decode() not in everything
+    assert "PRIVATE KEY" not in everything
+
+
+def test_tkg_certificate_files_are_removed_when_the_configuration_is_refused(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    with Simulator(load_scenario("tkg-cert")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        tkg = sim.tkg_config_files(tmp_path / "sim")[0]
+        config.write_text("clusters: []\npolicy: {max_deletes: many}\n")
+        code, _, err = run("scan", "--config", str(config), "--tkg-config", str(tkg))
+    assert code == 2
+    assert "policy.max_deletes" in err
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_tkg_warnings_are_logged(tmp_path: Path) -> None:
+    with Simulator(load_scenario("tkg")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        files = sim.tkg_config_files(tmp_path / "sim")
+        text = files[1].read_text()
+        files[1].write_text(
+            text.replace(
+                '"/infra/tier-1s/tanzu-cl1"', '"/orgs/default/projects/p/infra/tier-1s/tanzu-cl1"'
+            )
+        )
+        extra = tmp_path / "mgmt.yaml"
+        extra.write_text(
+            "CLUSTER_NAME: mgmt\nNSXT_POD_ROUTING_ENABLED: false\nNSXT_MANAGER_HOST: elsewhere\n"
+        )
+        args = [arg for f in [*files, extra] for arg in ("--tkg-config", str(f))]
+        code, _, err = run("--log-format", "json", "scan", "--config", str(config), *args)
+    assert code == 0, err
+    warnings = [
+        json.loads(line)["message"]
+        for line in err.splitlines()
+        if line.startswith("{") and json.loads(line)["event"] == "tkg.warning"
+    ]
+    assert len(warnings) == 3
+    assert "the CCM writes its routes to /infra/tier-1s/tanzu-cl1" in warnings[0]
+    assert (
+        "CLUSTER_CIDR is not set: cluster 'mgmt' gets TKG's default pod CIDR 100.96.0.0/11"
+        in warnings[1]
+    )
+    assert "NSXT_POD_ROUTING_ENABLED is false" in warnings[2]

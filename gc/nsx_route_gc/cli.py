@@ -349,7 +349,7 @@ def simulate(
 ) -> None:
     """Keep a simulator running (until Ctrl-C) and print how to point scan at it."""
     from nsx_route_gc.runs.demo import serve  # noqa: PLC0415  # the simulator loads only when asked for
-    from nsx_route_gc.simulator import SCENARIOS  # noqa: PLC0415  # as above
+    from nsx_route_gc.simulator import SCENARIOS, Simulator  # noqa: PLC0415  # as above
 
     if list_scenarios:
         typer.echo("\n".join(sorted(SCENARIOS)))
@@ -357,10 +357,11 @@ def simulate(
     if scenario not in SCENARIOS:
         _fail(f"--scenario: unknown scenario {scenario!r} (see --list)", app.EXIT_USAGE)
 
-    def ready(config_path: Path, sim: object) -> None:
+    def ready(config_path: Path, sim: Simulator) -> None:
         typer.echo(f"Simulating scenario {scenario!r}. Configuration: {config_path}")
+        tkg = "".join(f" --tkg-config {p}" for p in sim.tkg_config_files(config_path.parent))
         typer.echo(
-            f"Try: nsx-route-gc scan --config {config_path} --report-dir {directory}/reports"
+            f"Try: nsx-route-gc scan --config {config_path}{tkg} --report-dir {directory}/reports"
         )
         typer.echo("Press Ctrl-C to stop.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ SCENARIOS = [
     "principal",
     "ipv6",
     "management",
+    "tkg",
+    "tkg-cert",
     "scale-s",
 ]
 
@@ -50,12 +53,15 @@ def test_scan_scenario(name: str, tmp_path: Path) -> None:
     scenario = load_scenario(name)
     with Simulator(scenario) as sim:
         config = sim.write_config(tmp_path / "sim")
+        # The tkg scenarios: the NSX settings come from TKG cluster configuration files alone.
+        tkg = [a for f in sim.tkg_config_files(tmp_path / "sim") for a in ("--tkg-config", str(f))]
         result = cli(
             "--log-format",
             "json",
             "scan",
             "--config",
             str(config),
+            *tkg,
             "--report-dir",
             str(tmp_path / "r"),
         )
@@ -111,3 +117,33 @@ def test_management_cluster_memory_retires_a_deleted_cluster_across_runs(tmp_pat
     gone = [r for r in third["routes"] if (r["reason"] or "").startswith("cluster-gone")]
     assert len(gone) == 2
     assert all(r["action"] == "delete" for r in gone)
+
+
+def test_simulate_tkg_prints_the_scan_with_its_tkg_files(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NSXT_", "NSX_ROUTE_GC_"))}
+    command = ["simulate", "--scenario", "tkg", "--dir", str(tmp_path)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "nsx_route_gc", "--log-format", "json", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    ) as process:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) in (0, 130)  # Ctrl-C ends it
+    directory = tmp_path.resolve()
+    assert lines[1].split() == [
+        "Try:",
+        "nsx-route-gc",
+        "scan",
+        "--config",
+        str(directory / "config.yaml"),
+        "--tkg-config",
+        str(directory / "tkg-cl1.yaml"),
+        "--tkg-config",
+        str(directory / "tkg-cl2.yaml"),
+        "--report-dir",
+        f"{tmp_path}/reports",
+    ]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import trustme
 
 from nsx_route_gc.simulator import SimRoute, Simulator, load_scenario
 from nsx_route_gc.simulator.scenarios import T1
@@ -199,6 +201,40 @@ def test_basic_auth_is_accepted_and_wrong_credentials_refused(sim: Simulator, ns
         sim.nsx_url + ROUTES, auth=("admin", "nope"), verify=str(sim.ca_pem_path), timeout=10
     )
     _error(wrong, 403)
+
+
+def test_client_certificate_of_a_principal_identity_is_the_auth(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    cert, key = sim.issue_client_cert("nsx-route-gc")
+    (tmp_path / "c.crt").write_bytes(cert)
+    (tmp_path / "c.key").write_bytes(key)
+    pair = (str(tmp_path / "c.crt"), str(tmp_path / "c.key"))
+    verify = str(sim.ca_pem_path)
+
+    with requests.Session() as s:
+        answer = s.get(sim.nsx_url + ROUTES, cert=pair, verify=verify, timeout=10)
+    assert answer.status_code == 200
+    assert len(answer.json()["results"]) == 8
+    # No certificate: no user.
+    _error(requests.get(sim.nsx_url + ROUTES, verify=verify, timeout=10), 401)
+    # A certificate of the right CA, but no principal identity of that name.
+    stranger = sim.ca.issue_cert("stranger", common_name="stranger")
+    stranger.cert_chain_pems[0].write_to_path(str(tmp_path / "s.crt"))
+    stranger.private_key_pem.write_to_path(str(tmp_path / "s.key"))
+    other = (str(tmp_path / "s.crt"), str(tmp_path / "s.key"))
+    _error(requests.get(sim.nsx_url + ROUTES, cert=other, verify=verify, timeout=10), 401)
+    # A certificate from another CA fails the TLS handshake itself.
+    foreign = trustme.CA().issue_cert("nsx-route-gc", common_name="nsx-route-gc")
+    foreign.cert_chain_pems[0].write_to_path(str(tmp_path / "f.crt"))
+    foreign.private_key_pem.write_to_path(str(tmp_path / "f.key"))
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(
+            sim.nsx_url + ROUTES,
+            cert=(str(tmp_path / "f.crt"), str(tmp_path / "f.key")),
+            verify=verify,
+            timeout=10,
+        )
 
 
 def test_patch_creates_then_updates_with_revision_checks(nsx: Nsx) -> None:

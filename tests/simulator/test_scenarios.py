@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nsx_route_gc.config import Secret
 from nsx_route_gc.models import CLUSTER_TAG_SCOPE, NODE_TAG_SCOPE, parse_managed_id
 from nsx_route_gc.simulator import (
     SCENARIOS,
@@ -20,6 +21,7 @@ from nsx_route_gc.simulator import (
     scale_size,
 )
 from nsx_route_gc.simulator.scenarios import T1
+from nsx_route_gc.tkg import CA_FILE_ENV, CERT_FILE_ENV, KEY_FILE_ENV, merge_tkg, read_tkg_config
 
 SMALL = [name for name in SCENARIOS if name not in ("scale-m", "scale-l")]
 
@@ -30,25 +32,50 @@ def test_every_scenario_serves_and_writes_a_readable_config(name: str, tmp_path:
     with Simulator(scenario) as sim:
         path = sim.write_config(tmp_path)
         config = yaml.safe_load(path.read_text())
-        nsx = config["nsx"]
-        assert nsx["host"] == sim.nsx_url
-        assert nsx["auth"] == "session"
-        assert Path(nsx["ca_file"]).read_bytes() == sim.ca_pem
-        password = Path(nsx["password_file"])
-        assert password.read_text().strip() == sim.nsx.password
-        assert stat.S_IMODE(password.stat().st_mode) == 0o600
-        assert ("routers" in nsx) == (scenario.config_routers is not None)
+        if scenario.tkg_files:
+            assert "nsx" not in config  # the TKG files carry every NSX setting
+            assert_tkg_files(sim, tmp_path)
+        else:
+            nsx = config["nsx"]
+            assert nsx["host"] == sim.nsx_url
+            assert nsx["auth"] == "session"
+            assert Path(nsx["ca_file"]).read_bytes() == sim.ca_pem
+            password = Path(nsx["password_file"])
+            assert password.read_text().strip() == sim.nsx.password
+            assert stat.S_IMODE(password.stat().st_mode) == 0o600
+            assert ("routers" in nsx) == (scenario.config_routers is not None)
         for cluster in config.get("clusters", []):
             kubeconfig = yaml.safe_load(Path(cluster["kubeconfig"]).read_text())
             server = kubeconfig["clusters"][0]["cluster"]
             assert server["server"] == sim.kube_url(cluster["name"])
-            assert server["certificate-authority"] == nsx["ca_file"]
+            assert server["certificate-authority"] == str(tmp_path.resolve() / "ca.pem")
             assert kubeconfig["users"][0]["user"]["token"] == sim.kube[cluster["name"]].token
         assert config["state"]["file"].startswith(str(tmp_path.resolve()))
         assert config["policy"]["min_age"] == "1h"
         assert ("cluster_api" in config) == (name == "management")
         total = sum(sim.nsx.route_count(t) for t in scenario.tier1s)
         assert total == len(scenario.routes) == sum(scenario.expected.values())
+
+
+def assert_tkg_files(sim: Simulator, directory: Path) -> None:
+    files = sim.tkg_config_files(directory)
+    assert [f.name for f in files] == [f"tkg-{name}.yaml" for name in sim.scenario.tkg_files]
+    merged = merge_tkg([read_tkg_config(f) for f in files])
+    assert merged.environ["NSXT_MANAGER_HOST"] == sim.nsx_url.removeprefix("https://")
+    assert merged.environ["NSXT_ROUTER_PATH"] == T1
+    assert merged.pem_files[CA_FILE_ENV] == Secret(sim.ca_pem.decode())
+    if sim.scenario.tkg_auth == "certificate":
+        assert "NSXT_PASSWORD" not in merged.environ
+        assert set(merged.pem_files) == {CA_FILE_ENV, CERT_FILE_ENV, KEY_FILE_ENV}
+    else:
+        # The first file's password is <encoded:...>, the second's in clear: they agree.
+        assert "<encoded:" in files[0].read_text()
+        assert merged.environ["NSXT_PASSWORD"] == sim.nsx.password
+    for file in files:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    retired = {r.name: r.pod_cidrs for r in sim.scenario.retired}
+    live = {c.name: c.pod_cidrs for c in sim.scenario.clusters}
+    assert merged.pod_cidrs == {n: {**live, **retired}[n] for n in sim.scenario.tkg_files}
 
 
 def test_seed_matches_the_article(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import structlog
 import trustme
 
 from nsx_route_gc.simulator import kube_api, nsx_api
-from nsx_route_gc.simulator.files import kubeconfig, write_config
+from nsx_route_gc.simulator.files import kubeconfig, tkg_file_path, write_config
 from nsx_route_gc.simulator.http import HttpsServer
 from nsx_route_gc.simulator.kube import KubeClusterState
 from nsx_route_gc.simulator.model import (
@@ -93,6 +93,10 @@ class Simulator:
     def start(self) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._cert.configure_cert(context)
+        # Client certificates are asked for, not required: NSX principal identities
+        # (issue_client_cert) present one, every other client logs in with a password.
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cadata=self.ca_pem.decode())
         self._nsx_server = HttpsServer(lambda req: nsx_api.handle(self.nsx, req), context)
         self._kube_server = HttpsServer(lambda req: kube_api.handle(self.kube, req), context)
         self._nsx_server.start()
@@ -150,6 +154,13 @@ class Simulator:
         if finalize:
             self.kube[name].unreachable = True
 
+    def issue_client_cert(self, name: str) -> tuple[bytes, bytes]:
+        """A client certificate (PEM) and its key, from the simulator's CA, that NSX accepts
+        as the principal identity ``name`` (certificate auth: no password, no session)."""
+        leaf = self.ca.issue_cert(name, common_name=name)
+        self.nsx.principal_identities.add(name)
+        return leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
+
     # -- addresses and files ------------------------------------------------------------
 
     @property
@@ -172,3 +183,7 @@ class Simulator:
 
     def write_config(self, directory: Path) -> Path:
         return write_config(self, directory)
+
+    def tkg_config_files(self, directory: Path) -> list[Path]:
+        """The TKG files :meth:`write_config` writes into ``directory`` (``--tkg-config``)."""
+        return [tkg_file_path(directory, name) for name in self.scenario.tkg_files]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,31 +73,36 @@ def write_config(sim: Simulator, directory: Path) -> Path:
         return path
 
     scenario = sim.scenario
-    nsx: dict[str, Any] = {
-        "host": sim.nsx_url,
-        "username": sim.nsx.username,
-        "password_file": str(password_file),
-        "auth": "session",
-        "ca_file": str(ca_file),
-    }
-    if scenario.config_routers is not None:
-        nsx["routers"] = list(scenario.config_routers)
-    config: dict[str, Any] = {"nsx": nsx}
-    clusters = [
-        {
-            "name": c.name,
-            "kubeconfig": str(write_kubeconfig(c.name)),
-            "pod_cidrs": list(c.pod_cidrs),
+    config: dict[str, Any] = {}
+    from_tkg = set(scenario.tkg_files)
+    if from_tkg:
+        # Everything about NSX comes from the TKG files (--tkg-config); no `nsx:` at all.
+        write_tkg_files(sim, directory)
+    else:
+        nsx: dict[str, Any] = {
+            "host": sim.nsx_url,
+            "username": sim.nsx.username,
+            "password_file": str(password_file),
+            "auth": "session",
+            "ca_file": str(ca_file),
         }
+        if scenario.config_routers is not None:
+            nsx["routers"] = list(scenario.config_routers)
+        config["nsx"] = nsx
+
+    def entry(name: str, pod_cidrs: tuple[str, ...]) -> dict[str, Any]:
+        # A cluster with a TKG file takes its pod CIDRs from the file's CLUSTER_CIDR.
+        return {"name": name} if name in from_tkg else {"name": name, "pod_cidrs": list(pod_cidrs)}
+
+    clusters = [
+        {**entry(c.name, c.pod_cidrs), "kubeconfig": str(write_kubeconfig(c.name))}
         for c in scenario.clusters
         if c.in_config
     ]
     if clusters:
         config["clusters"] = clusters
     if scenario.retired:
-        config["retired_clusters"] = [
-            {"name": r.name, "pod_cidrs": list(r.pod_cidrs)} for r in scenario.retired
-        ]
+        config["retired_clusters"] = [entry(r.name, r.pod_cidrs) for r in scenario.retired]
     if scenario.management_cluster is not None:
         config["cluster_api"] = {"kubeconfig": str(write_kubeconfig(scenario.management_cluster))}
     config["state"] = {"file": str(directory / "state" / "clusters.json")}
@@ -107,3 +113,55 @@ def write_config(sim: Simulator, directory: Path) -> Path:
         + yaml.dump(config, Dumper=_ConfigDumper, sort_keys=False, width=1000)
     )
     return path
+
+
+def tkg_file_path(directory: Path, cluster: str) -> Path:
+    return Path(directory).resolve() / f"tkg-{cluster}.yaml"
+
+
+def write_tkg_files(sim: Simulator, directory: Path) -> list[Path]:
+    """One TKG cluster configuration file per cluster named in ``scenario.tkg_files``.
+
+    As ``tanzu cluster create`` files are written: the manager as host:port, the CA as
+    NSXT_ROOT_CA_DATA_B64. With ``tkg_auth`` "password" the first file's password is
+    ``<encoded:...>`` (as the tanzu CLI stores it) and the others' in clear, so reading them
+    proves both forms agree; with "certificate" every file carries the same base64 client
+    certificate and key of a principal identity, and no user or password.
+    """
+    cidrs = {c.name: c.pod_cidrs for c in sim.scenario.clusters}
+    cidrs.update({r.name: r.pod_cidrs for r in sim.scenario.retired})
+    routers = sim.scenario.config_routers or sorted(sim.scenario.tier1s)
+    certificate = sim.scenario.tkg_auth == "certificate"
+    if certificate:
+        cert, key = sim.issue_client_cert("nsx-route-gc")
+    paths = []
+    for i, name in enumerate(sim.scenario.tkg_files):
+        values = {
+            "CLUSTER_NAME": name,
+            "CLUSTER_PLAN": "dev",
+            "INFRASTRUCTURE_PROVIDER": "vsphere",
+            "CLUSTER_CIDR": ",".join(cidrs[name]),
+            "NSXT_POD_ROUTING_ENABLED": "true",
+            "NSXT_MANAGER_HOST": sim.nsx_url.removeprefix("https://"),
+            "NSXT_ROUTER_PATH": routers[0],
+        }
+        if certificate:
+            values["NSXT_CLIENT_CERT_DATA"] = _b64(cert)
+            values["NSXT_CLIENT_CERT_KEY_DATA"] = _b64(key)
+        else:
+            password = sim.nsx.password
+            if i == 0:
+                password = f"<encoded:{_b64(password.encode())}>"
+            values["NSXT_USERNAME"] = sim.nsx.username
+            values["NSXT_PASSWORD"] = password
+        values["NSXT_ALLOW_UNVERIFIED_SSL"] = "false"
+        values["NSXT_ROOT_CA_DATA_B64"] = _b64(sim.ca_pem)
+        path = tkg_file_path(directory, name)
+        # Every value a double-quoted string (JSON's are YAML's); 0600: it holds a password.
+        _write_private(path, "".join(f"{k}: {json.dumps(v)}\n" for k, v in values.items()))
+        paths.append(path)
+    return paths
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -31,6 +31,9 @@ class Request:
     headers: dict[str, str]  # names lower-cased
     body: bytes
     client: str
+    # The common name of a client certificate the TLS handshake verified against the
+    # simulator's CA; None without one.
+    client_cert: str | None = None
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -76,6 +79,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             client=self.client_address[0],
+            client_cert=_peer_common_name(self.connection),
         )
         response = self.server.app(request)
         if response.hang_up:
@@ -94,6 +98,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # The access log would drown the simulator's users (a benchmark makes 100k calls).
         return
+
+
+def _peer_common_name(connection: Any) -> str | None:
+    getpeercert = getattr(connection, "getpeercert", None)
+    peer = getpeercert() if getpeercert is not None else None
+    for rdn in (peer or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
 
 
 class _TlsServer(ThreadingHTTPServer):

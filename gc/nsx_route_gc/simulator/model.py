@@ -84,6 +84,12 @@ class Scenario:
     # Written as nsx.routers; None: omitted, the tool discovers every Tier-1.
     config_routers: list[str] | None = None
     policy: dict[str, object] = field(default_factory=lambda: {"min_age": "1h"})
+    # Clusters (live or retired) that get a TKG cluster configuration file carrying the NSX
+    # connection; when any do, config.yaml has no `nsx:` and takes their pod CIDRs from them.
+    tkg_files: list[str] = field(default_factory=list)
+    # How those files authenticate: "password" (NSXT_USERNAME/NSXT_PASSWORD) or "certificate"
+    # (NSXT_CLIENT_CERT_DATA/NSXT_CLIENT_CERT_KEY_DATA of a principal identity).
+    tkg_auth: str = "password"
     # What a correct judgement finds, by verdict (documentation for demo, tests, benchmark).
     expected: dict[str, int] = field(default_factory=dict)
 

@@ -58,6 +58,8 @@ class NsxState:
     ) -> None:
         self.username = username
         self.password = password or secrets.token_urlsafe(16)
+        # Common names of client certificates accepted as principal identities.
+        self.principal_identities: set[str] = set()
         self._clock = clock
         self.monotonic = monotonic
         self.sleep = sleep

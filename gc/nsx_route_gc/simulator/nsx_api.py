@@ -123,6 +123,9 @@ def _authenticate(state: NsxState, req: Request) -> str:
             raise NsxFault(403, 403, "The credentials were incorrect or the account is locked.")
         return user
     session_id = _cookie(req)
+    if not authorization and session_id is None and req.client_cert in state.principal_identities:
+        # Certificate auth: the TLS handshake verified the certificate; it names the user.
+        return str(req.client_cert)
     session = state.session(session_id) if session_id else None
     if session is None:
         raise NsxFault(401, 401, "The session has expired or the credentials are missing.")

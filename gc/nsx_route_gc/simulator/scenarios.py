@@ -306,6 +306,27 @@ def management() -> Scenario:
     )
 
 
+def tkg() -> Scenario:
+    scenario = seed()
+    scenario.name = "tkg"
+    scenario.description = (
+        "the seed set-up configured by TKG cluster configuration files alone "
+        "(NSX host, user, password and CA from them)"
+    )
+    scenario.tkg_files = ["cl1", "cl2"]
+    return scenario
+
+
+def tkg_cert() -> Scenario:
+    scenario = tkg()
+    scenario.name = "tkg-cert"
+    scenario.description = (
+        "the tkg scenario with a client certificate (principal identity) instead of a password"
+    )
+    scenario.tkg_auth = "certificate"
+    return scenario
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "seed": seed,
     "seed-unretired": lambda: seed(retired=False),
@@ -318,6 +339,8 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "principal": principal,
     "ipv6": ipv6,
     "management": management,
+    "tkg": tkg,
+    "tkg-cert": tkg_cert,
     "scale-s": lambda: scale_size("S"),
     "scale-m": lambda: scale_size("M"),
     "scale-l": lambda: scale_size("L"),
