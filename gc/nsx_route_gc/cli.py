@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, NoReturn
 
 import structlog
@@ -23,7 +26,9 @@ from nsx_route_gc.progress import (
     choose_progress,
 )
 from nsx_route_gc.reports.files import check_report_dir
+from nsx_route_gc.reports.journal import JOURNAL_NAME, is_finished
 from nsx_route_gc.reports.render import to_terminal
+from nsx_route_gc.reports.retention import new_run_dir, prune_runs
 from nsx_route_gc.runs import frame as app
 from nsx_route_gc.runs.apply import run_apply
 from nsx_route_gc.runs.restore import run_restore
@@ -68,6 +73,61 @@ ReportDirOption = Annotated[
 ]
 
 
+KeepRunsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--keep-runs",
+        min=1,
+        help="Write each run into its own subdirectory run-<UTC time> of --report-dir and "
+        "keep the newest N (never one holding an unfinished journal).",
+        show_default=False,
+    ),
+]
+GzipOption = Annotated[
+    bool,
+    typer.Option("--gzip", help="Write report.json.gz and report.csv.gz instead of .json, .csv."),
+]
+
+
+class Target:
+    """Where a run writes its reports: --report-dir itself, or (--keep-runs) a new run
+    subdirectory of it, pruned to the newest N after the run."""
+
+    def __init__(self, report_dir: Path | None, keep_runs: int | None) -> None:
+        if keep_runs is not None and report_dir is None:
+            _fail("--keep-runs needs --report-dir", app.EXIT_USAGE)
+        self.root = report_dir if keep_runs is not None else None
+        self.keep = keep_runs
+        self.dir = report_dir
+        if report_dir is not None and keep_runs is not None:
+            try:
+                self.dir = new_run_dir(report_dir, datetime.now(UTC))
+            except OSError as exc:
+                _fail(f"--report-dir {report_dir}: {exc.strerror or exc}", app.EXIT_USAGE)
+
+    def prune(self) -> None:
+        if self.root is None or self.keep is None:
+            return
+        for path in prune_runs(self.root, self.keep):
+            log.info("reports.pruned", directory=str(path), keep_runs=self.keep)
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM (kubectl delete, activeDeadlineSeconds) as Ctrl-C: batches in flight finish,
+    # no new one is sent, and the journal keeps what was.
+    raise KeyboardInterrupt
+
+
+def _interrupted(report_dir: Path | None) -> str:
+    journal = report_dir / JOURNAL_NAME if report_dir is not None else None
+    if journal is not None and journal.is_file() and not is_finished(journal):
+        return (
+            f"interrupted; the deletions sent so far are recorded in {journal}: "
+            f"restore --from {report_dir} brings them back"
+        )
+    return "interrupted"
+
+
 def _fail(message: str, code: int) -> NoReturn:
     typer.echo(f"nsx-route-gc: error: {logs.scrub(message)}", err=True)
     raise typer.Exit(code)
@@ -89,16 +149,20 @@ def _load(stack: ExitStack, path: Path, tkg_files: list[Path] | None = None) -> 
     return loaded.config
 
 
-def _guard(body: Callable[[ExitStack], int], report_dir: Path | None = None) -> NoReturn:
+def _guard(body: Callable[[ExitStack], int], target: Target | None = None) -> NoReturn:
     """Run a command body: usage problems exit 2, our runtime errors 1, always in one line.
 
     The body's ExitStack closes before the process exits, on success, error or Ctrl-C.
     """
+    report_dir = target.dir if target is not None else None
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         if report_dir is not None:
             check_report_dir(report_dir)
         with ExitStack() as stack:
             code = body(stack)
+        if target is not None:
+            target.prune()
     except ConfigError as exc:
         _fail(str(exc), app.EXIT_USAGE)
     except RouteGcError as exc:
@@ -107,7 +171,7 @@ def _guard(body: Callable[[ExitStack], int], report_dir: Path | None = None) -> 
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}{exc.strerror or exc}", app.EXIT_FAILURE)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail(_interrupted(report_dir), 130)
     raise typer.Exit(code)
 
 
@@ -171,6 +235,8 @@ def scan(
         ),
     ] = False,
     tkg_config: TkgOption = None,
+    keep_runs: KeepRunsOption = None,
+    compress: GzipOption = False,
 ) -> None:
     """Dry run: judge every route and report; nothing is changed.
 
@@ -179,17 +245,20 @@ def scan(
     --detailed-exitcode when routes to delete were found.
     """
 
+    target = Target(report_dir, keep_runs)
+
     def body(stack: ExitStack) -> int:
         outcome = app.run_scan(
             _load(stack, config, tkg_config),
-            report_dir=report_dir,
+            report_dir=target.dir,
             detailed_exitcode=detailed_exitcode,
             progress=_progress(ctx),
+            compress=compress,
         )
         _print_outcome(outcome)
         return outcome.exit_code
 
-    _guard(body, report_dir)
+    _guard(body, target)
 
 
 # --- apply and restore: the commands that change NSX -------------------------------------
@@ -244,12 +313,26 @@ def apply_command(
         typer.Option("--batch-size", min=1, help="Routes per hierarchical delete call."),
     ] = 100,
     tkg_config: TkgOption = None,
+    keep_runs: KeepRunsOption = None,
+    compress: GzipOption = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Apply even though an earlier apply left an unfinished journal (it died "
+            "while deleting); that journal is kept as journal.<UTC time>.jsonl.",
+        ),
+    ] = False,
 ) -> None:
     """Delete orphaned routes: each re-read and re-judged first, then deleted and confirmed gone.
 
-    Exit codes: 0 every planned deletion done, 1 partial (a deletion held or failed, a limit
-    holding deletions, a cluster not inventoried), 2 usage, configuration or plan refused.
+    Before each deletion batch is sent, the routes' bodies go to journal.jsonl in the report
+    directory. Exit codes: 0 every planned deletion done, 1 partial (a deletion held or
+    failed, a limit holding deletions, a cluster not inventoried), 2 usage, configuration or
+    plan refused, or an unfinished journal of an earlier apply there (see --force).
     """
+
+    target = Target(report_dir, keep_runs)
 
     def body(stack: ExitStack) -> int:
         confirm = _confirmation(yes, "delete")
@@ -261,16 +344,19 @@ def apply_command(
             _load(stack, config, tkg_config),
             confirm=confirm,
             plan_path=plan,
-            report_dir=report_dir,
+            report_dir=target.dir,
             max_plan_age=age,
             allow_old_plan=allow_old_plan,
             batch_size=batch_size,
             progress=_progress(ctx),
+            force=force,
+            runs_root=target.root,
+            compress=compress,
         )
         _print_outcome(outcome)
         return outcome.exit_code
 
-    _guard(body, report_dir)
+    _guard(body, target)
 
 
 @cli.command("restore")
@@ -278,7 +364,12 @@ def restore_command(
     config: ConfigOption,
     from_report: Annotated[
         Path,
-        typer.Option("--from", help="The apply run's report.json.", show_default=False),
+        typer.Option(
+            "--from",
+            help="The apply run's report directory (its report.json or report.json.gz; its "
+            "journal.jsonl when the run died before its report), or one of those files.",
+            show_default=False,
+        ),
     ],
     route: Annotated[
         list[str] | None,
@@ -289,12 +380,17 @@ def restore_command(
     report_dir: ReportDirOption = None,
     yes: YesOption = False,
     tkg_config: TkgOption = None,
+    keep_runs: KeepRunsOption = None,
+    compress: GzipOption = False,
 ) -> None:
-    """Recreate routes an apply run deleted, from the original bodies in its report.
+    """Recreate routes an apply run deleted, from the original bodies in its report (or its
+    journal, when it died before writing the report).
 
     A route that exists again with other content is not overwritten (held). Exit codes: 0
     every selected route is back, 1 some held or failed, 2 usage error or report refused.
     """
+
+    target = Target(report_dir, keep_runs)
 
     def body(stack: ExitStack) -> int:
         confirm = _confirmation(yes, "restore")
@@ -303,12 +399,13 @@ def restore_command(
             report_path=from_report,
             confirm=confirm,
             route_ids=route or (),
-            report_dir=report_dir,
+            report_dir=target.dir,
+            compress=compress,
         )
         _print_outcome(outcome)
         return outcome.exit_code
 
-    _guard(body, report_dir)
+    _guard(body, target)
 
 
 @cli.command()

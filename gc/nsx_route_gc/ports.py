@@ -25,3 +25,26 @@ class ClusterDiscovery(Protocol):
     """Extra clusters beyond the configured ones (Cluster API, remembered clusters)."""
 
     def discover(self, configured: Sequence[ClusterInventory]) -> list[ClusterInventory]: ...
+
+
+class DeletionJournal(Protocol):
+    """Where the deleter puts each route's body before its deletion is sent, and what became
+    of it after (``reports.journal``): the way back when the run dies before its report."""
+
+    def sending(self, routes: Sequence[Route], *, via: str) -> int:
+        """Record ``routes`` (durably) before their deletion is sent; the batch number."""
+        ...
+
+    def outcome(self, batch: int, outcomes: Sequence[tuple[Route, str, str | None]]) -> None:
+        """Record what became of routes: (route, outcome, why) per route."""
+        ...
+
+
+class NoJournal:
+    """No journal (no report directory): nothing is recorded."""
+
+    def sending(self, routes: Sequence[Route], *, via: str) -> int:
+        return 0
+
+    def outcome(self, batch: int, outcomes: Sequence[tuple[Route, str, str | None]]) -> None:
+        return None

@@ -35,7 +35,7 @@ def test_every_row_has_every_field_and_foreign_rows_have_no_body() -> None:
 
 def test_header_summary_and_digest() -> None:
     doc = report()
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["mode"] == "scan"
     assert doc["nsx"] == {
         "host": "nsx.example.com",

@@ -136,7 +136,7 @@ def test_a_plan_from_the_future_is_refused(tmp_path: Path) -> None:
     [
         ("{not json", "not valid JSON"),
         ("[]", "expected a JSON object"),
-        (json.dumps({"schema_version": 2, "mode": "scan"}), "schema_version 2"),
+        (json.dumps({"schema_version": 3, "mode": "scan"}), "schema_version 3"),
         (json.dumps({"schema_version": 1, "mode": "apply"}), "a 'apply' report"),
         (json.dumps({"schema_version": 1, "mode": "scan"}), "missing nsx.host"),
         (json.dumps({"schema_version": 1, "mode": "scan", "nsx": {"host": HOST}}), "routes"),

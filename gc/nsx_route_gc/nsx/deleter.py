@@ -17,6 +17,7 @@ a route the search still shows is confirmed by its router's listing too.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from nsx_route_gc.errors import NsxError
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import Action, Route, RouteVerdict
 from nsx_route_gc.nsx.confirm import Presence, RouteSearch, search_presence
+from nsx_route_gc.ports import DeletionJournal, NoJournal
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 log = structlog.get_logger(__name__)
@@ -111,6 +113,7 @@ class Deleter:
         sleep: Callable[[float], None] = time.sleep,
         workers: int = 1,
         progress: Progress = NULL_PROGRESS,
+        journal: DeletionJournal | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -122,6 +125,11 @@ class Deleter:
         self.sleep = sleep
         self.workers = max(1, workers)
         self.progress = progress
+        # Every body goes to the journal before its deletion is sent (reports.journal).
+        self.journal: DeletionJournal = journal if journal is not None else NoJournal()
+        self._batch_of: dict[tuple[str, str], int] = {}
+        # Set on Ctrl-C or SIGTERM: batches in flight finish, no new one is sent.
+        self._stop = threading.Event()
 
     def delete(
         self,
@@ -157,10 +165,9 @@ class Deleter:
 
         def confirm(router: str) -> Decided:
             decided = sent[router][0]
-            done = {
-                **decided,
-                **self._confirm_accepted(router, accepted[router], presence.get(router)),
-            }
+            confirmed = self._confirm_accepted(router, accepted[router], presence.get(router))
+            self._record(list(confirmed.values()))
+            done = {**decided, **confirmed}
             task.advance(len(done) - len(decided))
             # Logged as soon as known: the log is the way back when the report is lost.
             _log_router(by_router[router], done)
@@ -178,7 +185,13 @@ class Deleter:
             return []
         workers = min(self.workers, len(items))
         with ThreadPoolExecutor(workers, thread_name_prefix="delete") as pool:
-            return list(pool.map(carry_context(fn), items))
+            try:
+                return list(pool.map(carry_context(fn), items))
+            except BaseException:
+                # Interrupted (KeyboardInterrupt): leaving the pool waits for its threads,
+                # which must then stop sending instead of deleting everything left.
+                self._stop.set()
+                raise
 
     def _send_router(
         self, router: str, routes: Sequence[RouteVerdict]
@@ -190,10 +203,11 @@ class Deleter:
         accepted: list[RouteVerdict] = []
         for start in range(0, len(routes), self.batch_size):
             batch = routes[start : start + self.batch_size]
-            if self._send_batch(router, batch):
+            number = self._send_batch(router, batch)
+            if number is None:
                 accepted.extend(batch)
             else:
-                decided.update({_key(v): self._delete_one(v) for v in batch})
+                decided.update({_key(v): self._delete_one(v, number) for v in batch})
         return decided, accepted
 
     def _search(
@@ -235,10 +249,31 @@ class Deleter:
             decided.update(self._confirm_router(router, shown))
         return decided
 
-    def _send_batch(self, router: str, batch: Sequence[RouteVerdict]) -> bool:
+    def _stopping(self) -> None:
+        if self._stop.is_set():
+            raise DeletionStopped("interrupted: no further deletion is sent")
+
+    def _record(self, results: Sequence[DeletionResult]) -> None:
+        """The outcomes of routes whose deletion was sent, in the journal."""
+        by_batch: dict[int, list[tuple[Route, str, str | None]]] = {}
+        for r in results:
+            number = self._batch_of.get(r.key)
+            if number is not None:
+                by_batch.setdefault(number, []).append(journal_outcome(r))
+        for number, outcomes in by_batch.items():
+            self.journal.outcome(number, outcomes)
+
+    def _send_batch(self, router: str, batch: Sequence[RouteVerdict]) -> int | None:
+        """Send one hierarchical delete: None when NSX accepted it, else the batch number
+        (its routes then go one by one)."""
+        self._stopping()
         overwrite = self.allow_overwrite and any(
             v.route.protection == REQUIRE_OVERRIDE for v in batch
         )
+        routes = [v.route for v in batch]
+        number = self.journal.sending(routes, via="hierarchical")
+        for r in routes:
+            self._batch_of[(r.router_path, r.id)] = number
         try:
             self.nsx.hierarchical_delete(
                 router,
@@ -253,8 +288,10 @@ class Deleter:
                 error=str(exc),
                 fallback="one by one",
             )
-            return False
-        return True
+            self.journal.outcome(number, [(r, "refused", str(exc)) for r in routes])
+            return number
+        self.journal.outcome(number, [(r, "deleted", "batch accepted") for r in routes])
+        return None
 
     def _confirm_router(self, router: str, accepted: Sequence[RouteVerdict]) -> Decided:
         """Confirm accepted deletions with listings of the router, polling a few times."""
@@ -310,12 +347,21 @@ class Deleter:
             )
         return replace(v, route=replace(current, router_path=planned.router_path))
 
-    def _delete_one(self, v: RouteVerdict) -> DeletionResult:
+    def _delete_one(self, v: RouteVerdict, batch: int) -> DeletionResult:
+        self._stopping()
         # The failed batch may have been refused because of this very route: re-read it.
         checked = self._recheck(v)
         if isinstance(checked, DeletionResult):
+            self.journal.outcome(batch, [journal_outcome(checked)])
             return checked
+        result = self._delete_checked(checked)
+        self._record([result])
+        return result
+
+    def _delete_checked(self, checked: RouteVerdict) -> DeletionResult:
         route = checked.route
+        number = self.journal.sending([route], via="delete")
+        self._batch_of[(route.router_path, route.id)] = number
         try:
             accepted = self.nsx.delete_route(
                 route.path,
@@ -344,6 +390,21 @@ class Deleter:
                 return gone(v, NOTE_MARKED)
             problem = f"still present after the delete (_revision {current.revision})"
         return failed(v, problem)
+
+
+class DeletionStopped(Exception):
+    """The run was interrupted: the deleter sends nothing more."""
+
+
+def journal_outcome(result: DeletionResult) -> tuple[Route, str, str | None]:
+    """A result as the journal records it: (route, outcome, why)."""
+    v = result.verdict
+    if v.action is Action.DELETED:
+        note = result.note or ""
+        return v.route, ("gone" if note.startswith("already-gone") else "deleted"), note
+    if v.action is Action.HELD:
+        return v.route, "held-changed", v.hold_reason
+    return v.route, "failed", result.error
 
 
 def _key(v: RouteVerdict) -> tuple[str, str]:

@@ -9,18 +9,29 @@ straight from the verdicts, with no row dictionary: ``_verdict_texts`` must writ
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import IO, Any
 
 from nsx_route_gc.errors import ConfigError
-from nsx_route_gc.models import RouteVerdict, Verdict
+from nsx_route_gc.models import RouteVerdict
 from nsx_route_gc.reports.render import iter_markdown
-from nsx_route_gc.reports.rows import ROW_FIELDS, Noted, NsxObject, Rows, iso_ms, route_row
+from nsx_route_gc.reports.rows import (
+    ROW_FIELDS,
+    Noted,
+    NsxObject,
+    Rows,
+    iso_ms,
+    keeps_body,
+    route_row,
+)
 
 
 def check_report_dir(directory: Path) -> None:
@@ -30,6 +41,8 @@ def check_report_dir(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
             pass
+        # What an earlier run that died while writing its report left behind.
+        remove_partials(directory)
     except OSError as exc:
         raise ConfigError(
             f"--report-dir {directory}: cannot write there: {exc.strerror or exc}"
@@ -148,7 +161,7 @@ def _verdict_texts(
         revision_json = _ROW_ENCODER.encode(revision)
         revision_csv = str(revision)
     tags_json = ", ".join([f'{{"scope": {_quote(s)}, "tag": {_quote(t)}}}' for s, t in tags])
-    body = "null" if v.verdict is Verdict.FOREIGN or r.packed is None else (r.raw or "{}")
+    body = (r.raw or "{}") if keeps_body(v) else "null"
     null = "null"
     text = (
         f'{{"router_path": {_quote(r.router_path)}, "id": {_quote(r.id)}, '
@@ -275,26 +288,81 @@ def _write_json_and_csv(report: dict[str, Any], json_out: IO[str], csv_out: IO[s
     json_out.write(_JSON_TAIL)
 
 
-def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
-    """Write report.json, report.md and report.csv, streamed; each appears whole or not at all.
+REPORT_NAMES = ("report.json", "report.md", "report.csv")
+GZIP_NAMES = ("report.json.gz", "report.md", "report.csv.gz")
+_PARTIAL = ".report.*.partial"
 
-    report.json and report.csv are written in one pass over the rows: each row is read once.
+
+def remove_partials(directory: Path) -> list[Path]:
+    """Remove the partial files a run that died while writing its report left behind."""
+    removed = []
+    for path in directory.glob(_PARTIAL):
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _text_out(path: Path, compress: bool) -> Iterator[IO[str]]:
+    if compress:
+        # mtime 0: the same report gives the same bytes.
+        with (
+            path.open("wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as packed,
+            io.TextIOWrapper(packed, encoding="utf-8") as out,
+        ):
+            yield out
+    else:
+        with path.open("w", encoding="utf-8") as out:
+            yield out
+
+
+def write_reports(report: dict[str, Any], directory: Path, *, compress: bool = False) -> list[Path]:
+    """Write report.json, report.md and report.csv (``compress``: report.json.gz and
+    report.csv.gz), streamed, and replace the ones there together or not at all.
+
+    All three are written to partial names (``.report.json.partial`` ...) and fsynced, and only
+    then renamed over the old ones, report.json last; a failure while writing removes the
+    partials and leaves the old reports as they were. A crash between the renames (three
+    renames, microseconds) can leave this run's report.md and report.csv beside the previous
+    run's report.json; report.json, renamed last, is the one that is either wholly this
+    run's or wholly the previous one's, and its ``run_id`` says which. Partials a crash left
+    behind are removed by the next run (``remove_partials``).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path, csv_path = (
-        directory / n for n in ("report.json", "report.md", "report.csv")
-    )
-    json_partial, md_partial, csv_partial = (
-        directory / f".{p.name}.partial" for p in (json_path, md_path, csv_path)
-    )
-    with (
-        json_partial.open("w", encoding="utf-8") as json_out,
-        csv_partial.open("w", encoding="utf-8") as csv_out,
-    ):
-        _write_json_and_csv(report, json_out, csv_out)
-    json_partial.replace(json_path)
-    with md_partial.open("w", encoding="utf-8") as md_out:
-        md_out.writelines(iter_markdown(report))
+    remove_partials(directory)
+    names = GZIP_NAMES if compress else REPORT_NAMES
+    json_path, md_path, csv_path = (directory / n for n in names)
+    partials = [directory / f".{p.name}.partial" for p in (json_path, md_path, csv_path)]
+    json_partial, md_partial, csv_partial = partials
+    try:
+        with (
+            _text_out(json_partial, compress) as json_out,
+            _text_out(csv_partial, compress) as csv_out,
+        ):
+            _write_json_and_csv(report, json_out, csv_out)
+        with md_partial.open("w", encoding="utf-8") as md_out:
+            md_out.writelines(iter_markdown(report))
+        for partial in partials:
+            _fsync(partial)
+    except BaseException:
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+        raise
     md_partial.replace(md_path)
     csv_partial.replace(csv_path)
+    json_partial.replace(json_path)
+    # The other form of this run's files, an earlier run's, must not pass for this run's.
+    for stale in set(REPORT_NAMES + GZIP_NAMES) - set(names):
+        (directory / stale).unlink(missing_ok=True)
+    _fsync(directory)
     return [json_path, md_path, csv_path]

@@ -25,7 +25,10 @@ from nsx_route_gc import __version__
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict, plan_sha256
 from nsx_route_gc.reports.render import Census, Facts, census, dict_facts
 
-SCHEMA_VERSION = 1
+# 2: a row keeps its ``nsx_object`` only when it has an action or a problem (``keeps_body``).
+SCHEMA_VERSION = 2
+# Plans and apply reports of these versions are read (1: every managed row had its body).
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 ROW_FIELDS = (
     "router_path",
@@ -209,6 +212,15 @@ def _row_of(source: RowSource) -> dict[str, Any]:
     return source
 
 
+def keeps_body(v: RouteVerdict) -> bool:
+    """Whether a row carries its NSX body: a row with an action (delete, deleted, held, ...)
+    or a problem (a verdict other than live or foreign, a flag). A live route's body is
+    NSX's to keep; at 100,000 routes the bodies were most of the report's size."""
+    if v.verdict is Verdict.FOREIGN or v.route.packed is None:
+        return False
+    return v.action is not Action.NONE or v.verdict is not Verdict.LIVE or v.flag is not None
+
+
 def route_row(
     v: RouteVerdict, *, error: str | None = None, note: str | None = None
 ) -> dict[str, Any]:
@@ -236,7 +248,7 @@ def route_row(
         "note": note,
         "revision": r.revision,
         "protection": r.protection,
-        "nsx_object": None if v.verdict is Verdict.FOREIGN or r.packed is None else NsxObject(r),
+        "nsx_object": NsxObject(r) if keeps_body(v) else None,
     }
 
 

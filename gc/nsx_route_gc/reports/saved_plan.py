@@ -8,8 +8,10 @@ not a signature: the change ticket's approval is what makes the plan authoritati
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,11 +19,14 @@ from typing import Any
 
 from nsx_route_gc.errors import PlanError
 from nsx_route_gc.models import Action, Verdict, plan_sha256
-from nsx_route_gc.reports.rows import SCHEMA_VERSION, deletion_key
+from nsx_route_gc.reports.rows import READABLE_SCHEMA_VERSIONS, deletion_key
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
 # A plan stamped this far in the future is taken as a clock or editing mistake, not as fresh.
 CLOCK_SKEW = timedelta(minutes=5)
+# A schema 2 report of 100,000 routes is under 50 MB; schema 1 ones were up to 305 MB.
+MAX_REPORT = 1 << 30
+_GZIP_MAGIC = b"\x1f\x8b"
 _TIER1 = re.compile(r"^(?:/orgs/[^/]+/projects/[^/]+)?/infra/tier-1s/[^/]+$")
 
 
@@ -61,21 +66,45 @@ def host_key(host: str) -> str:
     return text.removesuffix(":443")
 
 
-def read_report(path: Path, *, mode: str) -> dict[str, Any]:
-    """A report.json of the given ``mode``, checked for the fields every report has."""
+def read_report_text(path: Path) -> str:
+    """A report's text, report.json or report.json.gz, at most MAX_REPORT bytes of it."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        with path.open("rb") as raw:
+            if raw.read(2) == _GZIP_MAGIC:
+                raw.seek(0)
+                with gzip.GzipFile(fileobj=raw) as unpacked:
+                    data = unpacked.read(MAX_REPORT + 1)
+            else:
+                raw.seek(0)
+                data = raw.read(MAX_REPORT + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        detail = getattr(exc, "strerror", None) or exc
+        raise PlanError(f"{path}: cannot read: {detail}") from exc
+    if len(data) > MAX_REPORT:
+        raise PlanError(f"{path}: larger than {MAX_REPORT} bytes, not a report of ours")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{path}: not UTF-8 text") from exc
+
+
+def read_report(path: Path, *, mode: str) -> dict[str, Any]:
+    """A report.json (or report.json.gz) of the given ``mode``, checked for the fields every
+    report has. Schema 1 and 2 reports are read: a schema 2 row lacks only bodies that plans
+    and restore never use (rows without an action or a problem)."""
+    text = read_report_text(path)
     try:
         report = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise PlanError(f"{path}: not valid JSON") from exc
     if not isinstance(report, dict):
         raise PlanError(f"{path}: not a nsx-route-gc report (expected a JSON object)")
     version = report.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise PlanError(f"{path}: schema_version {version!r} is not supported (expected 1)")
+    if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
+        raise PlanError(
+            f"{path}: schema_version {version!r} is not supported "
+            f"(expected one of {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})"
+        )
     if report.get("mode") != mode:
         raise PlanError(f"{path}: a {report.get('mode')!r} report, expected a {mode!r} report")
     nsx = report.get("nsx")

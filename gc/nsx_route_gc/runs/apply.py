@@ -33,6 +33,13 @@ from nsx_route_gc.nsx.deleter import DEFAULT_BATCH_SIZE, Deleter, DeletionResult
 from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, RouteSource
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 from nsx_route_gc.reports.files import write_reports
+from nsx_route_gc.reports.journal import (
+    JOURNAL_NAME,
+    Journal,
+    is_finished,
+    set_aside,
+    unfinished_journals,
+)
 from nsx_route_gc.reports.rows import (
     ROW_FIELDS,
     Noted,
@@ -104,9 +111,17 @@ def run_apply(
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
     progress: Progress = NULL_PROGRESS,
+    force: bool = False,
+    runs_root: Path | None = None,
+    compress: bool = False,
 ) -> Outcome:
+    """``runs_root``: the directory whose run subdirectories (``--keep-runs``) are checked
+    for unfinished journals too; ``force``: set such journals aside and go on."""
     started = time.monotonic()
     with bound_run("apply", config) as run_id:
+        refusal = check_journals(runs_root or report_dir, force=force, now=clock())
+        if refusal is not None:
+            return ended_without_report(EXIT_USAGE, refusal, started, config)
         saved = None
         if plan_path is not None:
             try:
@@ -128,6 +143,7 @@ def run_apply(
             )
         if report_dir is None:
             log.warning("apply.no_report_dir", hint="deleted bodies are only in the logs")
+        journal: Journal | None = None
         try:
             with nsx_factory(config.nsx) as nsx:
                 inventory = inventory_factory(config, progress)
@@ -146,6 +162,8 @@ def run_apply(
                     return ended_without_report(
                         EXIT_FAILURE, "apply cancelled: nothing was deleted", started, config
                     )
+                if report_dir is not None and prepared.candidates:
+                    journal = open_journal(report_dir, run_id, config.nsx.host, clock)
                 deleter = Deleter(
                     nsx,
                     allow_overwrite=config.policy.allow_overwrite,
@@ -153,20 +171,83 @@ def run_apply(
                     sleep=sleep,
                     workers=config.nsx.concurrency,
                     progress=progress,
+                    journal=journal,
                 )
                 results = deleter.delete(
                     prepared.candidates, listed=search_vouchers(config, prepared)
                 )
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
+            _close(journal)
             return ended_without_report(EXIT_FAILURE, str(exc), started, config)
+        except BaseException:
+            # Ctrl-C or SIGTERM: the journal stays unfinished, the way back for what was sent.
+            if journal is not None:
+                log.error("apply.interrupted", journal=str(journal.path))
+            _close(journal)
+            raise
         finally:
             progress.close()
         report = apply_report(config, prepared, results, saved, run_id, clock(), batch_size)
-        paths = write_reports(report, report_dir) if report_dir else []
+        paths = _write(report, report_dir, journal, compress=compress)
         code = EXIT_FAILURE if report["errors"] else EXIT_OK
         log_summary(report, code, started, metrics=config.metrics)
         return Outcome(code, report, paths)
+
+
+def check_journals(directory: Path | None, *, force: bool, now: datetime) -> str | None:
+    """Why this run must not start (an earlier apply died while deleting), or None.
+
+    Its journal is the only way back for what it deleted: the run refuses unless forced,
+    and a forced run keeps the journal under another name.
+    """
+    if directory is None:
+        return None
+    unfinished = unfinished_journals(directory)
+    if unfinished and not force:
+        first = unfinished[0]
+        log.error("apply.unfinished_journal", journal=str(first), journals=len(unfinished))
+        return (
+            f"{first}: unfinished journal of an earlier apply that stopped while deleting; "
+            f"restore --from {first.parent} to bring its routes back, or pass --force to keep "
+            "it as journal.<time>.jsonl and apply anyway"
+        )
+    for path in unfinished:
+        kept = set_aside(path, now)
+        log.warning("apply.unfinished_journal_kept", journal=str(path), kept_as=str(kept))
+    return None
+
+
+def open_journal(
+    directory: Path, run_id: str, nsx_host: str, clock: Callable[[], datetime]
+) -> Journal:
+    """This run's journal in ``directory``. A finished journal there is an earlier run's whose
+    report this run replaces anyway: it goes (an unfinished one was set aside or refused)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    old = directory / JOURNAL_NAME
+    if old.exists() and is_finished(old):
+        old.unlink()
+    return Journal.create(directory, run_id=run_id, nsx_host=nsx_host, clock=clock)
+
+
+def _write(
+    report: dict[str, Any], report_dir: Path | None, journal: Journal | None, *, compress: bool
+) -> list[Path]:
+    """Write the report, then end the journal: only now does the report hold every body
+    the journal does."""
+    try:
+        paths = write_reports(report, report_dir, compress=compress) if report_dir else []
+    except BaseException:
+        _close(journal)
+        raise
+    if journal is not None:
+        journal.finish(paths[0].name)
+    return paths
+
+
+def _close(journal: Journal | None) -> None:
+    if journal is not None:
+        journal.close()
 
 
 def search_vouchers(config: Config, prepared: Prepared) -> dict[str, list[str]] | None:

@@ -129,6 +129,7 @@ def run_scan(
     inventory_factory: InventoryFactory = default_inventory,
     discovery_factory: DiscoveryFactory = build_discovery,
     progress: Progress = NULL_PROGRESS,
+    compress: bool = False,
 ) -> Outcome:
     started = time.monotonic()
     with bound_run("scan", config) as run_id:
@@ -149,7 +150,7 @@ def run_scan(
         finally:
             progress.close()
         report = scan_report(config, result, run_id)
-        paths = write_reports(report, report_dir) if report_dir else []
+        paths = write_reports(report, report_dir, compress=compress) if report_dir else []
         code = scan_exit_code(result, detailed_exitcode)
         log_summary(report, code, started, metrics=config.metrics)
         return Outcome(code, report, paths)

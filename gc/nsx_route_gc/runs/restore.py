@@ -1,4 +1,5 @@
-"""``restore``: put routes an apply run deleted back, from the bodies kept in its report.
+"""``restore``: put routes an apply run deleted back, from the bodies kept in its report, or
+in its journal when it died before writing one (``restore_from``).
 
 Each route is recreated with PATCH of its original body minus the read-only fields. A route
 that exists again with the same id is never overwritten: identical content means there is
@@ -26,7 +27,6 @@ from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import REQUIRE_OVERRIDE, marked_for_delete
 from nsx_route_gc.reports.files import write_reports
 from nsx_route_gc.reports.rows import ROW_FIELDS, RunInfo, build_report
-from nsx_route_gc.reports.saved_plan import check_host, read_report
 from nsx_route_gc.runs.frame import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -37,6 +37,7 @@ from nsx_route_gc.runs.frame import (
     ended_without_report,
     log_summary,
 )
+from nsx_route_gc.runs.restore_from import deleted_rows
 from nsx_route_gc.runs.scan import utc_now
 
 log = structlog.get_logger(__name__)
@@ -116,11 +117,11 @@ def content(obj: dict[str, Any]) -> tuple[object, ...]:
 
 
 def load_restore(path: Path, *, nsx_host: str, route_ids: Sequence[str]) -> list[ToRestore]:
-    """The deleted rows of an apply report, optionally only ``route_ids``; PlanError if the
-    report is unusable, of another NSX manager, or does not know one of the ids."""
-    report = read_report(path, mode="apply")
-    check_host(path, report, nsx_host)
-    deleted = [r for r in report["routes"] if r["action"] == Action.DELETED.value]
+    """The deleted rows of an apply report or journal (``restore_from``), optionally only
+    ``route_ids``; PlanError if the source is unusable, of another NSX manager, or does not
+    know one of the ids."""
+    found = deleted_rows(path, nsx_host=nsx_host)
+    path, deleted = found.source, found.rows
     if route_ids:
         known = {r["id"] for r in deleted}
         unknown = [i for i in route_ids if i not in known]
@@ -147,6 +148,7 @@ def run_restore(
     report_dir: Path | None = None,
     nsx_factory: NsxFactory = NsxClient,
     clock: Callable[[], datetime] = utc_now,
+    compress: bool = False,
 ) -> Outcome:
     started_clock = time.monotonic()
     started = clock()
@@ -169,7 +171,7 @@ def run_restore(
             log.error("run.failed", error=str(exc))
             return ended_without_report(EXIT_FAILURE, str(exc), started_clock, config)
         report = restore_report(config, results, report_path, run_id, started, clock())
-        paths = write_reports(report, report_dir) if report_dir else []
+        paths = write_reports(report, report_dir, compress=compress) if report_dir else []
         code = EXIT_FAILURE if report["errors"] else EXIT_OK
         log_summary(report, code, started_clock, metrics=config.metrics)
         return Outcome(code, report, paths)
