@@ -28,6 +28,7 @@ from nsx_route_gc.simulator.nsx_store import (
 PROJECTS_PREFIX = "/orgs/default/projects/"
 KNOBS = (
     "latency",
+    "write_latency",
     "rate_limit",
     "retry_after",
     "concurrency_limit",
@@ -73,6 +74,9 @@ class NsxState:
         self._serial = 0
         # Knobs.
         self.latency = 0.0  # seconds added to every request
+        # Seconds a DELETE or hierarchical PATCH waits before it takes effect: a client killed
+        # meanwhile still has its deletion carried out, as with a real manager.
+        self.write_latency = 0.0
         self.rate_limit: float | None = None  # requests per second per client; None: off
         self.retry_after: int | None = 1  # Retry-After seconds with a 429; None: no header
         self.concurrency_limit: int | None = None  # requests in flight; None: off

@@ -260,6 +260,8 @@ def _delete(state: NsxState, req: Request, tier1: Tier1, route_id: str) -> Respo
     failure = state.take_delete_failure(route_id)
     if failure is not None:
         raise NsxFault(failure, 100, f"Injected failure deleting {path}")
+    if state.write_latency > 0:
+        state.sleep(state.write_latency)
     with state.lock:
         write = prepare_delete(
             tier1, route_id, None, allow_overwrite=_allow_overwrite(req), check_rev=False
@@ -332,6 +334,8 @@ def _hierarchical(state: NsxState, req: Request, space: str, user: str) -> Respo
         raise NsxFault(failure, 100, "Injected failure of a hierarchical PATCH")
     enforce = req.query.get("enforce_revision_check", "").lower() == "true"
     overwrite = _allow_overwrite(req)
+    if state.write_latency > 0:
+        state.sleep(state.write_latency)
     with state.lock:
         writes: list[Write] = []
         seen: set[tuple[str, str]] = set()
