@@ -1,0 +1,145 @@
+"""restore --from DIR: the report when the run finished, the journal when it died first;
+gzip reports through apply --plan and restore; schema 1 plans still read (issue 13)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from applykit import CL1_IDS, T1, Env, client, read, rows, simulated
+from typer.testing import CliRunner
+
+from nsx_route_gc.cli import cli
+from nsx_route_gc.errors import PlanError
+from nsx_route_gc.reports.journal import JOURNAL_NAME, Journal, is_finished, read_journal
+from nsx_route_gc.runs import frame
+from nsx_route_gc.runs.restore_from import choose_source, deleted_rows
+
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def test_a_finished_apply_leaves_a_finished_journal_and_restores_from_its_report(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        original = env.routes()
+        outcome = env.apply(env.scan())
+        assert outcome.exit_code == 0
+        directory = tmp_path / "apply"
+        journal = read_journal(directory / JOURNAL_NAME)
+        assert journal.finished
+        assert outcome.report is not None
+        assert journal.run_id == outcome.report["run_id"]
+        assert {e.id for e in journal.entries} == CL1_IDS
+        assert {e.outcome for e in journal.entries} == {"deleted"}
+        assert choose_source(directory) == directory / "report.json"
+        restored = env.restore(directory)
+        assert restored.exit_code == 0
+        assert set(rows(restored)) == CL1_IDS
+        assert env.routes().keys() == original.keys()
+
+
+def test_restore_from_dir_uses_the_journal_when_the_run_died_before_its_report(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        original = env.routes()
+        env.apply(env.scan(), name="earlier")  # a finished run: its report stays behind
+        env.restore(tmp_path / "earlier", name="back")
+        assert env.routes().keys() == original.keys()
+        directory = tmp_path / "earlier"
+        (directory / JOURNAL_NAME).unlink()
+        # A run that died after sending one batch: the journal, no report of its own.
+        with client(env.config.nsx) as nsx:
+            listed = {r.id: r for r in nsx.list_routes(T1)}
+        journal = Journal.create(
+            directory, run_id="died", nsx_host=env.config.nsx.host, clock=lambda: NOW
+        )
+        victims = [listed[i] for i in sorted(CL1_IDS)]
+        journal.sending(victims, via="hierarchical")
+        journal.close()
+        for route in victims:
+            env.sim.nsx.remove_route(T1, route.id)
+        assert not CL1_IDS & env.route_ids()
+        assert choose_source(directory) == directory / JOURNAL_NAME
+        outcome = env.restore(directory)
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert {rid for rid, r in rows(outcome).items() if r["note"] == "restored"} == CL1_IDS
+        assert env.routes().keys() == original.keys()
+        assert not is_finished(directory / JOURNAL_NAME)
+
+
+def test_gzip_reports_round_trip_through_apply_plan_and_restore(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        original = env.routes()
+        outcome = app_scan(env, tmp_path / "scan")
+        assert outcome == 0
+        plan = tmp_path / "scan" / "report.json.gz"
+        assert plan.is_file()
+        assert not (tmp_path / "scan" / "report.json").exists()
+        applied = env.apply(plan, compress=True)
+        assert applied.exit_code == 0, applied.report and applied.report["errors"]
+        assert not CL1_IDS & env.route_ids()
+        report = tmp_path / "apply" / "report.json.gz"
+        assert json.loads(gzip.decompress(report.read_bytes()))["mode"] == "apply"
+        for source in (report, tmp_path / "apply"):
+            assert choose_source(source) == report
+        restored = env.restore(tmp_path / "apply")
+        assert restored.exit_code == 0
+        assert env.routes().keys() == original.keys()
+
+
+def app_scan(env: Env, directory: Path) -> int:
+    """The kit's scan, with --gzip."""
+    outcome = frame.run_scan(env.config, report_dir=directory, nsx_factory=client, compress=True)
+    return outcome.exit_code
+
+
+def test_a_schema_1_plan_is_still_applied(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        doc = read(plan)
+        assert doc["schema_version"] == 2
+        doc["schema_version"] = 1
+        plan.write_text(json.dumps(doc))
+        outcome = env.apply(plan)
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert not CL1_IDS & env.route_ids()
+
+
+def test_an_empty_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(
+        PlanError, match=re.escape("no report.json, report.json.gz or journal.jsonl")
+    ):
+        deleted_rows(tmp_path, nsx_host="nsx.example.com")
+
+
+def test_a_journal_of_another_manager_is_refused(tmp_path: Path) -> None:
+    Journal.create(tmp_path, run_id="r", nsx_host="other.example.com", clock=lambda: NOW).close()
+    with pytest.raises(PlanError, match=re.escape("made against NSX manager other.example.com")):
+        deleted_rows(tmp_path, nsx_host="nsx.example.com")
+
+
+def test_cli_keep_runs_writes_run_directories_and_keeps_the_newest(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        base = tmp_path / "reports"
+        for _ in range(3):
+            result = CliRunner().invoke(
+                cli,
+                ["scan", "--config", str(env.config_path), "--report-dir", str(base),
+                 "--keep-runs", "2"],
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+        kept = sorted(p.name for p in base.iterdir())
+        assert len(kept) == 2
+        assert all(name.startswith("run-") for name in kept)
+        assert all((base / name / "report.json").is_file() for name in kept)
+        usage = CliRunner().invoke(
+            cli, ["scan", "--config", str(env.config_path), "--keep-runs", "2"]
+        )
+        assert usage.exit_code == 2
+        assert "--keep-runs needs --report-dir" in usage.output
