@@ -92,6 +92,7 @@ def test_manifest_has_every_document() -> None:
             "RoleBinding",
             "Secret",
             "ConfigMap",
+            "PersistentVolumeClaim",
             "CronJob",
         ]
     )
@@ -157,7 +158,24 @@ def test_resources_and_writable_paths() -> None:
     volumes = {v["name"]: v for v in pod_spec()["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108  # a mount path, not a temp file
-    assert "emptyDir" in volumes[mounts["/reports"]]
+
+
+def test_reports_and_journals_outlive_the_pod_with_a_retention() -> None:
+    # Issue 13: an emptyDir died with the pod, and with it an interrupted apply's journal.
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    mounts = {m["mountPath"]: m for m in container()["volumeMounts"]}
+    reports = mounts["/reports"]
+    assert not reports.get("readOnly", False)
+    claim = volumes[reports["name"]]["persistentVolumeClaim"]["claimName"]
+    pvc = only("PersistentVolumeClaim", claim)
+    assert pvc["metadata"]["namespace"] == NAMESPACE
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]  # one pod at a time: Forbid
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    for args in (container()["args"], apply_line()):
+        assert args[args.index("--report-dir") + 1] == "/reports"
+        keep = int(args[args.index("--keep-runs") + 1])
+        assert 1 <= keep <= 48  # 48 runs of about 25 MB (--gzip, 100,000 routes) fit in 2Gi
+        assert "--gzip" in args
 
 
 def test_image_is_the_pinned_placeholder() -> None:
@@ -173,18 +191,23 @@ SCAN_ARGS = [
     "/etc/nsx-route-gc/config.yaml",
     "--report-dir",
     "/reports",
+    "--keep-runs",
+    "48",
+    "--gzip",
 ]
 COMMAND_AT = SCAN_ARGS.index("scan")
 
 
 def apply_line() -> list[str]:
-    lines = [
-        line.strip().removeprefix("#").strip()
-        for line in MANIFEST.read_text(encoding="utf-8").splitlines()
-        if line.strip().startswith("# args:")
-    ]
-    assert len(lines) == 1, "exactly one commented args line switches to apply"
-    parsed = yaml.safe_load(lines[0])
+    lines = [line.strip() for line in MANIFEST.read_text(encoding="utf-8").splitlines()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("# args:")]
+    assert len(starts) == 1, "exactly one commented args list switches to apply"
+    text = ""
+    for line in lines[starts[0] :]:
+        text += " " + line.removeprefix("#").strip()
+        if "]" in line:
+            break
+    parsed = yaml.safe_load(text)
     args: list[str] = parsed["args"]
     return args
 
