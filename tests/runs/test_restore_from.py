@@ -143,3 +143,23 @@ def test_cli_keep_runs_writes_run_directories_and_keeps_the_newest(tmp_path: Pat
         )
         assert usage.exit_code == 2
         assert "--keep-runs needs --report-dir" in usage.output
+
+
+def test_a_refused_batch_and_its_fallback_are_journaled(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        env.sim.nsx.fail_hierarchical(times=1, status=400)
+        first = sorted(CL1_IDS)[0]
+        outcome = env.apply(env.scan())
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        path = tmp_path / "apply" / JOURNAL_NAME
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        sends = [r for r in records if r["event"] == "send"]
+        assert [r["via"] for r in sends] == ["hierarchical"] * 3 + ["delete"] * 3
+        assert {r["id"] for r in sends if r["via"] == "delete"} == CL1_IDS
+        assert all(r["nsx_object"]["id"] == r["id"] for r in sends)
+        outcomes = [(r["id"], r["outcome"]) for r in records if r["event"] == "outcome"]
+        assert (first, "refused") in outcomes
+        assert records[-1]["event"] == "end"
+        # Each route's last outcome counts: deleted by the one-by-one fallback.
+        assert {e.outcome for e in read_journal(path).entries} == {"deleted"}
+        assert len({r["batch"] for r in sends}) == 4  # one batch, then three single DELETEs
