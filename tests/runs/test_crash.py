@@ -142,6 +142,9 @@ def kill_when(c: Crash, sig: signal.Signals, moment: str) -> str:
             time.sleep(0.01)
         else:
             pytest.fail("the moment to kill never came")
+        if moment != "confirming":
+            # The batch just journaled is on its way: let it reach NSX, not yet take effect.
+            time.sleep(WRITE_LATENCY / 3)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:

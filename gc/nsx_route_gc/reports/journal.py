@@ -221,7 +221,7 @@ class JournalEntry:
     id: str
     network: str
     revision: int | None
-    body: dict[str, Any]
+    body: dict[str, Any] | None  # None: NSX gave no body (restore then holds the route)
     batch: int
     outcome: str | None
 
@@ -327,7 +327,7 @@ def _entry(where: str, record: dict[str, Any]) -> JournalEntry:
     if isinstance(batch, bool) or not isinstance(batch, int):
         raise PlanError(f"{where}: batch is not a whole number")
     body = record.get("nsx_object")
-    if not isinstance(body, dict):
+    if body is not None and not isinstance(body, dict):
         raise PlanError(f"{where}: nsx_object is not an object")
     return JournalEntry(
         _text(where, record, "router"),

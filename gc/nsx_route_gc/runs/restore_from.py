@@ -70,7 +70,7 @@ def journal_rows(journal: JournalContents, nsx_host: str) -> list[dict[str, Any]
     for entry in journal.entries:
         if not entry.maybe_deleted:
             continue
-        body = entry.body
+        body = entry.body or {}
         row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
         hops = body.get("next_hops")
         tags = body.get("tags")
@@ -98,7 +98,7 @@ def journal_rows(journal: JournalContents, nsx_host: str) -> list[dict[str, Any]
             + (entry.outcome or "sent, no answer recorded"),
             revision=entry.revision,
             protection=body.get("_protection"),
-            nsx_object=body,
+            nsx_object=entry.body,
         )
         rows.append(row)
     return rows
