@@ -67,7 +67,8 @@ ReportDirOption = Annotated[
     Path | None,
     typer.Option(
         "--report-dir",
-        help="Write report.json, report.md and report.csv into this directory.",
+        help="Write report.json, report.md and report.csv (apply: and journal.jsonl, each "
+        "route's body before its deletion is sent) into this directory.",
         show_default=False,
     ),
 ]
@@ -329,7 +330,8 @@ def apply_command(
     Before each deletion batch is sent, the routes' bodies go to journal.jsonl in the report
     directory. Exit codes: 0 every planned deletion done, 1 partial (a deletion held or
     failed, a limit holding deletions, a cluster not inventoried), 2 usage, configuration or
-    plan refused, or an unfinished journal of an earlier apply there (see --force).
+    plan refused, or an unfinished journal of an earlier apply there (see --force), 130
+    interrupted (Ctrl-C, SIGTERM: no further batch is sent; restore --from DIR).
     """
 
     target = Target(report_dir, keep_runs)
