@@ -116,6 +116,9 @@ def test_an_empty_directory_is_refused_naming_it(tmp_path: Path) -> None:
         PlanError, match=re.escape("no report.json, report.json.gz or journal.jsonl")
     ):
         deleted_rows(tmp_path, nsx_host="nsx.example.com")
+    (tmp_path / "run-20261130T030000Z").mkdir()
+    with pytest.raises(PlanError, match=r"name one, e\.g\. .*run-20261130T030000Z"):
+        deleted_rows(tmp_path, nsx_host="nsx.example.com")
 
 
 def test_a_journal_of_another_manager_is_refused(tmp_path: Path) -> None:

@@ -56,7 +56,11 @@ def choose_source(path: Path) -> Path:
         return reports[0]
     if journal.is_file():
         return journal
-    raise PlanError(f"{path}: no report.json, report.json.gz or journal.jsonl in this directory")
+    runs = sorted(p.name for p in path.glob("run-*") if p.is_dir())
+    hint = f" (--keep-runs directories here: name one, e.g. {path / runs[-1]})" if runs else ""
+    raise PlanError(
+        f"{path}: no report.json, report.json.gz or journal.jsonl in this directory{hint}"
+    )
 
 
 def journal_rows(journal: JournalContents, nsx_host: str) -> list[dict[str, Any]]:
