@@ -259,6 +259,12 @@ def test_missing_file_names_it(tmp_path: Path) -> None:
         ("https://nsx.example.com:8443/", "https://nsx.example.com:8443"),
         ("10.44.55.101", "https://10.44.55.101"),
         ("[fd00::1]:443", "https://[fd00::1]:443"),
+        (
+            "nsx-1-2-3-4.rp.vmwarevmc.com/vmc/reverse-proxy/api/orgs/o1/sddcs/s1/sks-nsxt-manager",
+            "https://nsx-1-2-3-4.rp.vmwarevmc.com/vmc/reverse-proxy/api/orgs/o1/sddcs/s1/"
+            "sks-nsxt-manager",
+        ),
+        ("https://h:8443/base/", "https://h:8443/base"),
     ],
 )
 def test_host_forms(given: str, expected: str) -> None:
@@ -271,7 +277,9 @@ def test_host_forms(given: str, expected: str) -> None:
         ("", "expected host"),
         ("h:0", "invalid port"),
         ("h:99999", "invalid port"),
-        ("https://h/path", "expected host"),
+        ("https://h/path?x=1", "invalid base path"),
+        ("https://h/a/../b", "invalid base path"),
+        ("https://h//b", "invalid base path"),
         ("user@h", "expected host"),
     ],
 )

@@ -5,6 +5,7 @@ Every problem becomes a ConfigError whose one line names the key and what is wro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,12 +41,16 @@ class Secret:
         return hash(self._value)
 
 
+DEFAULT_VMC_AUTH_HOST = "console.cloud.vmware.com"
+VMC_AUTH_PATH = "/csp/gateway/am/api/auth/api-tokens/authorize"
+
+
 @dataclass(frozen=True)
 class NsxSettings:
-    base_url: str  # https://host[:port], normalised
+    base_url: str  # https://host[:port][/base/path], normalised
     username: str | None = None
     password: Secret | None = None
-    auth: str = "session"  # session | basic | certificate | remote
+    auth: str = "session"  # session | basic | certificate | remote | vmc
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
     ca_file: Path | None = None
@@ -57,6 +62,11 @@ class NsxSettings:
     deadline: float = 300.0  # seconds, a call and its retries together
     rate_limit: float = 90.0  # requests per second, client-side token bucket
     concurrency: int = 8  # routers listed at once
+    # auth: vmc. The CSP API (refresh) token, the token exchange URL, and what verifies the
+    # auth host: the system trust store, or $REQUESTS_CA_BUNDLE (never nsx.ca_file).
+    vmc_token: Secret | None = None
+    vmc_auth_url: str = f"https://{DEFAULT_VMC_AUTH_HOST}{VMC_AUTH_PATH}"
+    vmc_auth_verify: str | bool = True
 
     @property
     def host(self) -> str:
@@ -225,22 +235,50 @@ def build_config(
 
 
 def normalise_host(value: str) -> str:
-    """``host``, ``host:port`` or ``https://host[:port]`` to ``https://host[:port]``."""
+    """``host``, ``host:port`` or ``https://host[:port]``, each optionally followed by a base
+    path (the VMC reverse proxy's), to ``https://host[:port][/base/path]``."""
     text = value.strip().rstrip("/")
     if "://" in text:
         scheme, _, rest = text.partition("://")
         if scheme.lower() != "https":
             raise ValueError("NSX is reached over https only")
         text = rest
-    if not text or "/" in text or "@" in text or " " in text:
-        raise ValueError("expected host, host:port or https://host:port")
+    text, slash, base_path = text.partition("/")
+    if not text or "@" in text or " " in text:
+        raise ValueError("expected host, host:port or https://host:port, then an optional path")
+    if slash and not _BASE_PATH.fullmatch(base_path):
+        raise ValueError(f"invalid base path /{base_path}")
     host, sep, port = text.rpartition(":")
     if sep and not text.endswith("]") and port:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"invalid port {port!r}")
         if not host:
             raise ValueError("missing host")
-    return f"https://{text}"
+    return f"https://{text}" + (f"/{base_path}" if slash else "")
+
+
+# Path segments of plain characters: no query, fragment, dot-segment or empty segment.
+_SEGMENT = r"[A-Za-z0-9._~%!$&'()*+,;=:@-]+"
+_BASE_PATH = re.compile(rf"(?!.*(?:^|/)\.{{1,2}}(?:/|$)){_SEGMENT}(?:/{_SEGMENT})*")
+
+
+def vmc_auth_url(value: str) -> str:
+    """The CSP token exchange URL from an auth host: a bare host (``console.cloud.vmware.com``)
+    gets the API-token path; a host with a path under ``/csp/gateway/`` (as the CCM and
+    terraform take it) is used as given."""
+    text = value.strip().rstrip("/")
+    if "://" in text:
+        scheme, _, text = text.partition("://")
+        if scheme.lower() != "https":
+            raise ValueError("the VMC auth host is reached over https only")
+    host, slash, path = text.partition("/")
+    if not host or "@" in host or " " in text or "?" in text or "#" in text:
+        raise ValueError("expected a host such as console.cloud.vmware.com, or host/path")
+    if not slash:
+        return f"https://{host}{VMC_AUTH_PATH}"
+    if not f"/{path}".startswith("/csp/gateway/"):
+        raise ValueError(f"expected a path under /csp/gateway/, got /{path}")
+    return f"https://{host}/{path}"
 
 
 def parse_duration(value: object) -> timedelta:
@@ -372,6 +410,8 @@ class _Reader:
                 "rate_limit",
                 "concurrency",
                 "max_attempts",
+                "vmc_access_token_file",
+                "vmc_auth_host",
             },
         )
         overrides = {
@@ -401,9 +441,14 @@ class _Reader:
             base_url = normalise_host(self.string(data["host"], "nsx.host"))
         except ValueError as exc:
             raise self.fail("nsx.host", str(exc)) from exc
-        auth = self.string(data.get("auth", "session"), "nsx.auth")
-        if auth not in {"session", "basic", "certificate", "remote"}:
-            raise self.fail("nsx.auth", "expected session, basic, certificate or remote")
+        vmc_token = self._vmc_token(data, environ)
+        # A VMC token and no auth mode: VMC, as the CCM decides from its vmc-access-token.
+        default_auth = "vmc" if vmc_token is not None else "session"
+        auth = self.string(data.get("auth", default_auth), "nsx.auth")
+        if auth not in {"session", "basic", "certificate", "remote", "vmc"}:
+            raise self.fail("nsx.auth", "expected session, basic, certificate, remote or vmc")
+        if vmc_token is not None and auth != "vmc":
+            self.warnings.append(f"a VMC API token is configured but nsx.auth is {auth}: unused")
         username = self.optional_string(data.get("username"), "nsx.username")
         password = self._password(data, environ)
         cert = self.optional_path(data.get("client_cert_file"), "nsx.client_cert_file")
@@ -414,6 +459,12 @@ class _Reader:
             for name, file in (("client_cert_file", cert), ("client_key_file", cert_key)):
                 if not file.is_file():
                     raise self.fail(f"nsx.{name}", f"{file} does not exist")
+        elif auth == "vmc":
+            if vmc_token is None:
+                raise self.fail(
+                    "nsx.vmc_access_token_file",
+                    "missing (auth: vmc needs a VMC API token: set it or NSXT_VMC_ACCESS_TOKEN)",
+                )
         else:
             if username is None:
                 raise self.fail("nsx.username", f"missing (auth: {auth} needs it)")
@@ -441,7 +492,39 @@ class _Reader:
             rate_limit=self.number(data.get("rate_limit", 90), "nsx.rate_limit", 1, 10000),
             concurrency=int(self.number(data.get("concurrency", 8), "nsx.concurrency", 1, 39)),
             max_attempts=int(self.number(data.get("max_attempts", 6), "nsx.max_attempts", 1, 20)),
+            **self._vmc_auth(auth, vmc_token, data, environ),
         )
+
+    def _vmc_token(self, data: dict[str, Any], environ: Mapping[str, str]) -> Secret | None:
+        if environ.get("NSXT_VMC_ACCESS_TOKEN", "").strip():
+            return Secret(environ["NSXT_VMC_ACCESS_TOKEN"].strip())
+        if data.get("vmc_access_token_file") is None:
+            return None
+        file = self.path(data["vmc_access_token_file"], "nsx.vmc_access_token_file")
+        try:
+            text = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise self.fail("nsx.vmc_access_token_file", f"cannot read {file}") from exc
+        if not text:
+            raise self.fail("nsx.vmc_access_token_file", f"{file} is empty")
+        return Secret(text)
+
+    def _vmc_auth(
+        self, auth: str, token: Secret | None, data: dict[str, Any], environ: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """The VMC settings of NsxSettings; none unless auth is vmc."""
+        if auth != "vmc":
+            return {}
+        key = "NSXT_VMC_AUTH_HOST" if environ.get("NSXT_VMC_AUTH_HOST") else "nsx.vmc_auth_host"
+        raw = environ.get("NSXT_VMC_AUTH_HOST") or data.get("vmc_auth_host", DEFAULT_VMC_AUTH_HOST)
+        try:
+            url = vmc_auth_url(self.string(raw, key))
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from exc
+        # The auth host is VMware's, verified with the system trust store as requests finds
+        # it; passed explicitly because nsx.ca_file is for the manager only.
+        bundle = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")
+        return {"vmc_token": token, "vmc_auth_url": url, "vmc_auth_verify": bundle or True}
 
     def _password(self, data: dict[str, Any], environ: Mapping[str, str]) -> Secret | None:
         if environ.get("NSXT_PASSWORD"):

@@ -18,6 +18,12 @@ class NsxError(RouteGcError):
     """Talking to the NSX manager failed (transport, TLS, auth, malformed answer)."""
 
 
+class NsxAccessError(NsxError):
+    """The manager cannot be used at all this run: the login (or token) was refused, or the
+    manager cannot be reached or verified. Raised once; every later call fails with it at
+    once, without touching the manager (NSX locks an account after 5 failed logins)."""
+
+
 class NsxApiError(NsxError):
     """NSX answered with an error status; carries the fields of its error body."""
 
@@ -31,6 +37,7 @@ class NsxApiError(NsxError):
         error_code: int | None = None,
         error_message: str | None = None,
         module_name: str | None = None,
+        related_codes: tuple[int, ...] = (),
     ) -> None:
         self.method = method
         self.path = path
@@ -39,6 +46,7 @@ class NsxApiError(NsxError):
         self.error_code = error_code
         self.error_message = error_message
         self.module_name = module_name
+        self.related_codes = related_codes  # error_code of each of related_errors
         detail = f"{status}"
         if http_status:
             detail += f" {http_status}"

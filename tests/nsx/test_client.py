@@ -21,7 +21,7 @@ from werkzeug import Request, Response
 
 from factories import FakeTime
 from nsx_route_gc.config import NsxSettings, Secret
-from nsx_route_gc.errors import ConfigError, NsxApiError, NsxError
+from nsx_route_gc.errors import ConfigError, NsxAccessError, NsxApiError, NsxError
 from nsx_route_gc.models import CLUSTER_TAG_SCOPE, NODE_TAG_SCOPE
 from nsx_route_gc.nsx import client as nsx_module
 from nsx_route_gc.nsx.client import NsxClient, route_from_nsx
@@ -364,27 +364,32 @@ def test_a_second_rejection_after_renewal_fails(env: Env) -> None:
             nsx_error(403, 98, "Forbidden", http_status="FORBIDDEN")
         )
 
-    with pytest.raises(NsxApiError) as caught:
-        env.client(auth="session").list_routes(T1)
+    client = env.client(auth="session")
+    with pytest.raises(NsxAccessError, match=r"refused the login .*403 error_code=98"):
+        client.list_routes(T1)
+    with pytest.raises(NsxAccessError):
+        client.list_routes(T1)  # fails at once, nothing sent
 
-    assert caught.value.status == 403
     assert len(env.server.log) == 4
 
 
-def test_a_rejected_login_is_an_api_error_on_session_create(env: Env) -> None:
+def test_a_rejected_login_is_tried_once_and_names_what_to_check(env: Env) -> None:
     env.server.expect_request("/api/session/create").respond_with_response(
         nsx_error(403, 403, "Login failed", http_status="FORBIDDEN")
     )
 
-    with pytest.raises(NsxApiError) as caught:
-        env.client(auth="session").list_routes(T1)
+    client = env.client(auth="session")
+    with pytest.raises(NsxAccessError) as caught:
+        client.list_routers()
+    for call in (client.list_routers, lambda: client.list_routes(T1)):
+        with pytest.raises(NsxAccessError):
+            call()
+    client.close()
 
-    assert (caught.value.method, caught.value.path, caught.value.status) == (
-        "POST",
-        "/api/session/create",
-        403,
-    )
-    assert len(env.server.log) == 1  # no login loop
+    message = str(caught.value)
+    assert "POST /api/session/create (403 error_code=403: Login failed)" in message
+    assert "nsx.username" in message and "NSXT_PASSWORD" in message
+    assert len(env.server.log) == 1  # no login loop, no session to destroy
 
 
 def test_a_login_answer_without_session_cookie_is_an_error(env: Env) -> None:
@@ -562,7 +567,10 @@ def test_connection_errors_are_retried_then_reported_with_method_and_path(env: E
             client.list_routes(T1)
 
     message = str(caught.value)
-    assert message.startswith(f"NSX GET {ROUTES} failed after 3 attempt(s): ConnectionError")
+    assert isinstance(caught.value, NsxAccessError)  # the first call: the manager is unreachable
+    assert message.startswith(f"cannot reach NSX at http://127.0.0.1:{port}: NSX GET {ROUTES}")
+    assert "after 3 attempt(s): ConnectionError" in message
+    assert message.endswith("check nsx.host (NSXT_MANAGER_HOST)")
     assert "\n" not in message
     assert len(env.time.slept) == 2
     assert client.request_counts == {"list": 3, "retry_connection": 2}
@@ -695,6 +703,26 @@ def test_patch_route_sends_the_body(env: Env) -> None:
     ],
 )
 def test_hierarchical_delete_body_and_revision_check(env: Env, router: str, endpoint: str) -> None:
+    """Each route goes as listed (network, next hops, tags, display name...) with
+    marked_for_delete and _revision, placed by the router listed and its id: a body whose
+    path names another router changes nothing."""
+    first = nsx_route(1, router=router, path="/infra/tier-1s/elsewhere/static-routes/x")
+    second = nsx_route(2, router=router, _links=[{"href": "/x"}])
+    del second["_revision"]
+    routes = [route_from_nsx(first, router), route_from_nsx(second, router)]
+
+    def as_child(listed: dict[str, Any], revision: int | None) -> dict[str, Any]:
+        body = {k: v for k, v in listed.items() if k not in ("path", "parent_path", "_links")}
+        body["marked_for_delete"] = True
+        if revision is not None:
+            body["_revision"] = revision
+        return {
+            "resource_type": "ChildStaticRoutes",
+            "id": listed["id"],
+            "marked_for_delete": True,
+            "StaticRoutes": body,
+        }
+
     expected = {
         "resource_type": "Infra",
         "children": [
@@ -702,22 +730,7 @@ def test_hierarchical_delete_body_and_revision_check(env: Env, router: str, endp
                 "resource_type": "ChildResourceReference",
                 "target_type": "Tier1",
                 "id": "tanzu-cl1",
-                "children": [
-                    {
-                        "resource_type": "ChildStaticRoutes",
-                        "marked_for_delete": True,
-                        "StaticRoutes": {
-                            "resource_type": "StaticRoutes",
-                            "id": "r1",
-                            "_revision": 3,
-                        },
-                    },
-                    {
-                        "resource_type": "ChildStaticRoutes",
-                        "marked_for_delete": True,
-                        "StaticRoutes": {"resource_type": "StaticRoutes", "id": "r2"},
-                    },
-                ],
+                "children": [as_child(first, 1), as_child(second, None)],
             }
         ],
     }
@@ -729,11 +742,26 @@ def test_hierarchical_delete_body_and_revision_check(env: Env, router: str, endp
     ).respond_with_data("", status=200)
 
     client = env.client()
-    client.hierarchical_delete(router, [("r1", 3), ("r2", None)])
+    client.hierarchical_delete(router, routes)
 
+    body = env.server.log[0][0].get_json()
+    child = body["children"][0]["children"][0]["StaticRoutes"]
+    assert (child["network"], child["next_hops"], len(child["tags"])) == (
+        first["network"],
+        first["next_hops"],
+        2,
+    )
     assert len(env.server.log) == 1
     assert "X-Allow-Overwrite" not in env.server.log[0][0].headers
     assert client.request_counts == {"hierarchical": 1}
+
+
+def test_hierarchical_delete_refuses_a_route_listed_on_another_router(env: Env) -> None:
+    route = route_from_nsx(nsx_route(1), T1)
+
+    with pytest.raises(NsxError, match="listed on /infra/tier-1s/tanzu-cl1, not on"):
+        env.client().hierarchical_delete("/infra/tier-1s/other", [route])
+    assert env.server.log == []
 
 
 def test_hierarchical_delete_of_nothing_sends_nothing_and_checks_the_router(env: Env) -> None:
@@ -741,7 +769,7 @@ def test_hierarchical_delete_of_nothing_sends_nothing_and_checks_the_router(env:
     client.hierarchical_delete(T1, [])
 
     with pytest.raises(NsxError, match="not a Tier-1 policy path: /infra/tier-0s/t0"):
-        client.hierarchical_delete("/infra/tier-0s/t0", [("r1", 1)])
+        client.hierarchical_delete("/infra/tier-0s/t0", [route_from_nsx(nsx_route(1), T1)])
     assert env.server.log == []
 
 
@@ -804,8 +832,11 @@ def test_without_ca_file_an_unknown_ca_fails_verification_without_retries(
     with pytest.raises(NsxError) as caught:
         https.client().list_routes(T1)
 
-    assert str(caught.value).startswith(f"TLS error at NSX GET {ROUTES}: SSLError")
+    assert isinstance(caught.value, NsxAccessError)
+    assert str(caught.value).startswith("TLS verification of ")
+    assert f"failed at GET {ROUTES}: SSLError" in str(caught.value)
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    assert str(caught.value).endswith("check nsx.ca_file (or nsx.insecure)")
     assert https.time.slept == []
 
 
@@ -882,12 +913,12 @@ def test_no_secret_reaches_error_messages_or_logs(
 
     errors: list[NsxError] = []
     with capture_logs() as logs:
-        session_client = env.client(auth="session")
-        for _ in range(2):  # a rejected login, then a server error after a retry
+        # A rejected login (which ends that client's run), then a server error after a retry.
+        for session_client in (env.client(auth="session"), env.client(auth="session")):
             with pytest.raises(NsxError) as caught:
                 session_client.list_routes(T1)
             errors.append(caught.value)
-        session_client.close()
+            session_client.close()
         with pytest.raises(NsxError) as caught:
             env.client(auth="basic").list_routes(T1)
         errors.append(caught.value)

@@ -107,7 +107,7 @@ def test_project_routers_are_searched_in_their_project_context(server: HTTPServe
             "query": route_presence_query([DEV]),
             "page_size": "1000",
             "included_fields": FIELDS,
-            "context": "projects:dev",
+            "context": "projects:/orgs/default/projects/dev",
         },
     ).respond_with_json(page([hit(DEV, "a")], 1))
 

@@ -121,8 +121,9 @@ def test_project_routers_are_searched_in_their_own_context() -> None:
         with capture_logs() as logs:
             results = delete(sim, nsx, candidates, listed=listed)
 
-        # One search per space; without context=projects:dev the simulator, like NSX, would
-        # not find the project's survivors and the router would be listed instead.
+        # One search per space; without context=projects:/orgs/default/projects/dev the
+        # simulator, like NSX, would not find the project's survivors and the router would
+        # be listed instead.
         assert calls(sim) == {"nsx_hierarchical": 2, "nsx_search": 2}
         assert untrusted(logs) == {}
         assert notes(results) == {NOTE_DELETED}

@@ -32,7 +32,7 @@ def test_the_query_names_every_router_as_a_parent_path() -> None:
 
 def test_search_context_of_default_and_project_tier1s() -> None:
     assert search_context(T1) == ""
-    assert search_context(DEV) == "projects:dev"
+    assert search_context(DEV) == "projects:/orgs/default/projects/dev"
     assert search_context("/infra/tier-0s/t0") is None
 
 

@@ -211,7 +211,7 @@ def test_a_batch_rejected_for_a_vanished_route_still_deletes_the_rest(tmp_path: 
             """The route vanishes between its re-read and the batch that deletes it."""
 
             def hierarchical_delete(
-                self, router_path: str, routes: Sequence[tuple[str, int | None]], **kw: Any
+                self, router_path: str, routes: Sequence[Route], **kw: Any
             ) -> None:
                 env.sim.nsx.remove_route(T1, CL1_A)
                 super().hierarchical_delete(router_path, routes, **kw)
@@ -252,7 +252,7 @@ class MarkingNsx:
     def __init__(self, routes: Sequence[Route], *, forget: bool = False) -> None:
         self.routes = {r.path: r for r in routes}
         self.forget = forget  # accept deletes but never act on them
-        self.batches: list[list[tuple[str, int | None]]] = []
+        self.batches: list[list[Route]] = []
 
     def get_route(self, route_path: str) -> Route | None:
         return self.routes.get(route_path)
@@ -267,7 +267,7 @@ class MarkingNsx:
     def hierarchical_delete(
         self,
         router_path: str,
-        routes: Sequence[tuple[str, int | None]],
+        routes: Sequence[Route],
         *,
         allow_overwrite: bool = False,
     ) -> None:
@@ -275,7 +275,7 @@ class MarkingNsx:
         if self.forget:
             return
         for path, route in list(self.routes.items()):
-            if route.id in {rid for rid, _ in routes}:
+            if route.id in {r.id for r in routes}:
                 body = {**(route.nsx_object or {}), "marked_for_delete": True}
                 self.routes[path] = Route(
                     route.router_path,

@@ -33,13 +33,24 @@ from nsx_route_gc.nsx.transport import API_PREFIX, NsxTransport
 log = structlog.get_logger(__name__)
 
 PROJECTS_PATH = "/orgs/default/projects"
+# A cursor with this prefix marks the last page, like no cursor at all (nsxlib
+# vmware_nsxlib/v3/client.py NULL_CURSOR_PREFIX).
+NULL_CURSOR_PREFIX = "0000"
+# What a manager without projects (before NSX 4.0, VMC) answers at PROJECTS_PATH.
+NO_PROJECTS_STATUSES = (400, 403, 404)
+# Fields of a listed route that say where it lives: the hierarchical tree says that instead,
+# built from the router listed and the route's id, never from what an answer claims.
+_PLACEMENT_FIELDS = frozenset(
+    {"path", "parent_path", "relative_path", "_links", "_self", "_schema", "remote_path"}
+)
 
 
 class NsxClient:
     """A client of one NSX manager; safe to share between threads.
 
-    With session authentication the login happens on the first call and ``close()`` (or
-    leaving the ``with`` block) destroys the session.
+    The login (session) or token exchange (vmc) happens when routers are listed, before any
+    is walked, or else on the first call; ``close()`` (or leaving the ``with`` block)
+    destroys the session.
     """
 
     def __init__(
@@ -83,7 +94,11 @@ class NsxClient:
     # ------------------------------------------------------------------------------ routers
 
     def list_routers(self) -> list[str]:
-        """The configured routers as given, else every Tier-1 in /infra and in every project."""
+        """The configured routers as given, else every Tier-1 in /infra and in every project.
+
+        Authenticates first: a refused login ends the run here, before routers are walked.
+        """
+        self._http.authenticate()
         if self._settings.routers:
             return list(self._settings.routers)
         found = set(self._tier1_paths("/infra"))
@@ -101,9 +116,10 @@ class NsxClient:
         try:
             items = self._list_all(PROJECTS_PATH, kind="list")
         except NsxApiError as exc:
-            if exc.status == 404:
-                # NSX before 4.0 has no projects.
-                log.debug("nsx.projects.unsupported", host=self._settings.host)
+            if exc.status in NO_PROJECTS_STATUSES:
+                # NSX before 4.0 and VMC have no projects (terraform-provider-nsxt PR #910);
+                # they answer 404, 400 or 403 here. Listed once a run: logged once.
+                log.info("nsx.projects.unsupported", host=self._settings.host, status=exc.status)
                 return []
             raise
         # The "default" project is /infra itself, already listed.
@@ -162,29 +178,22 @@ class NsxClient:
     def hierarchical_delete(
         self,
         router_path: str,
-        routes: Sequence[tuple[str, int | None]],
+        routes: Sequence[Route],
         *,
         allow_overwrite: bool = False,
     ) -> None:
-        """Delete several routes of one router in one transaction, each checked against its
-        ``_revision`` (when given). ``routes`` are (route id, revision) pairs."""
+        """Delete several routes of one router in one transaction, each as it was listed
+        (``network``, ``next_hops``, ``tags``... and its ``_revision``) with
+        ``marked_for_delete``, as nsx-operator does: a StaticRoutes stub without ``network``
+        and ``next_hops`` may be refused. ``enforce_revision_check=true`` makes NSX refuse
+        the batch when any route changed since it was listed."""
         if not routes:
             return
-        match = TIER1_PATH.match(router_path.rstrip("/"))
+        router = router_path.rstrip("/")
+        match = TIER1_PATH.match(router)
         if match is None:
             raise NsxError(f"not a Tier-1 policy path: {router_path}")
-        children = []
-        for route_id, revision in routes:
-            static_route: dict[str, Any] = {"resource_type": "StaticRoutes", "id": route_id}
-            if revision is not None:
-                static_route["_revision"] = revision
-            children.append(
-                {
-                    "resource_type": "ChildStaticRoutes",
-                    "marked_for_delete": True,
-                    "StaticRoutes": static_route,
-                }
-            )
+        children = [_child_delete(route, router) for route in routes]
         body = {
             "resource_type": "Infra",
             "children": [
@@ -254,17 +263,20 @@ class NsxClient:
             results = page.get("results") if isinstance(page, dict) else None
             if not isinstance(results, list):
                 raise NsxError(f"malformed JSON from NSX at {where}: no results list")
+            # The total is set on the first page only; a later page may omit it, and one
+            # that carries a different total means the index changed while paging.
             count = page.get("result_count")
-            if isinstance(count, bool) or not isinstance(count, int):
-                raise NsxError(f"malformed JSON from NSX at {where}: no result_count")
-            if total is not None and count != total:
-                raise NsxError(f"NSX search results changed while paging at {where}")
-            total = count
+            if total is None or count is not None:
+                if isinstance(count, bool) or not isinstance(count, int):
+                    raise NsxError(f"malformed JSON from NSX at {where}: no result_count")
+                if total is not None and count != total:
+                    raise NsxError(f"NSX search results changed while paging at {where}")
+                total = count
             received += len(results)
             for item in results:
                 yield _search_result(item, where)
             cursor = page.get("cursor")
-            if cursor is None or cursor == "":
+            if _last_page(cursor):
                 break
             if not isinstance(cursor, str):
                 raise NsxError(f"malformed JSON from NSX at {where}: cursor is not a string")
@@ -300,13 +312,41 @@ class NsxClient:
                     raise NsxError(f"malformed JSON from NSX at GET {rest}: an item without id")
             items.extend(results)
             cursor = page.get("cursor")
-            if cursor is None or cursor == "":
+            if _last_page(cursor):
                 return items
             if not isinstance(cursor, str):
                 raise NsxError(f"malformed JSON from NSX at GET {rest}: cursor is not a string")
             if cursor in seen:
                 raise NsxError(f"NSX repeated a paging cursor at GET {rest}: listing aborted")
             seen.add(cursor)
+
+
+def _last_page(cursor: object) -> bool:
+    return (
+        cursor is None
+        or cursor == ""
+        or (isinstance(cursor, str) and cursor.startswith(NULL_CURSOR_PREFIX))
+    )
+
+
+def _child_delete(route: Route, router: str) -> dict[str, Any]:
+    """A ChildStaticRoutes deleting ``route`` of ``router``: the body as listed, placed by
+    the tree (router and id), with the revision it was listed at."""
+    listed = route.nsx_object or {}
+    body: dict[str, Any] = {k: v for k, v in listed.items() if k not in _PLACEMENT_FIELDS}
+    body.update(resource_type="StaticRoutes", id=route.id, marked_for_delete=True)
+    if route.revision is not None:
+        body["_revision"] = route.revision
+    else:
+        body.pop("_revision", None)
+    if route.router_path.rstrip("/") != router:
+        raise NsxError(f"route {route.id} was listed on {route.router_path}, not on {router}")
+    return {
+        "resource_type": "ChildStaticRoutes",
+        "id": route.id,
+        "marked_for_delete": True,
+        "StaticRoutes": body,
+    }
 
 
 def _routes_from_nsx(items: Sequence[Mapping[str, Any]], router_path: str) -> list[Route]:

@@ -30,6 +30,7 @@ from nsx_route_gc.errors import NsxError
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import Action, Route, RouteVerdict
 from nsx_route_gc.nsx.confirm import Presence, RouteSearch, search_presence
+from nsx_route_gc.nsx.transport import is_revision_conflict
 from nsx_route_gc.ports import DeletionJournal, NoJournal
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
@@ -57,7 +58,7 @@ class RouteWriter(RouteSearch, Protocol):
     def hierarchical_delete(
         self,
         router_path: str,
-        routes: Sequence[tuple[str, int | None]],
+        routes: Sequence[Route],
         *,
         allow_overwrite: bool = False,
     ) -> None: ...
@@ -275,17 +276,16 @@ class Deleter:
         for r in routes:
             self._batch_of[(r.router_path, r.id)] = number
         try:
-            self.nsx.hierarchical_delete(
-                router,
-                [(v.route.id, v.route.revision) for v in batch],
-                allow_overwrite=overwrite,
-            )
+            self.nsx.hierarchical_delete(router, routes, allow_overwrite=overwrite)
         except NsxError as exc:
+            # A revision conflict too: the route-by-route re-read tells which route changed
+            # (held) from those that did not.
             log.warning(
                 "routes.batch_rejected",
                 router=router,
                 routes=len(batch),
                 error=str(exc),
+                revision_conflict=is_revision_conflict(exc),
                 fallback="one by one",
             )
             self.journal.outcome(number, [(r, "refused", str(exc)) for r in routes])
@@ -368,6 +368,9 @@ class Deleter:
                 allow_overwrite=self.allow_overwrite and route.protection == REQUIRE_OVERRIDE,
             )
         except NsxError as exc:
+            if is_revision_conflict(exc):
+                # Changed between the re-read and the DELETE: held, never a failure.
+                return held(checked, f"changed-since-plan: NSX refused the delete ({exc})")
             return failed(checked, str(exc))
         if not accepted:
             # A 404 is believed only once a read agrees.

@@ -40,12 +40,13 @@ def route_presence_query(routers: Sequence[str]) -> str:
 
 
 def search_context(router_path: str) -> str | None:
-    """The search ``context`` a Tier-1 needs: "" in /infra, ``projects:<p>`` in project p;
-    None when ``router_path`` is not a Tier-1 policy path."""
+    """The search ``context`` a Tier-1 needs: "" in /infra, ``projects:<project path>`` (the
+    full path, ``projects:/orgs/default/projects/p``) in a project; None when
+    ``router_path`` is not a Tier-1 policy path."""
     match = TIER1_PATH.match(router_path.rstrip("/"))
     if match is None:
         return None
-    return f"projects:{match['project']}" if match["project"] else ""
+    return f"projects:{match['infra'].removesuffix('/infra')}" if match["project"] else ""
 
 
 def route_search_chunks(

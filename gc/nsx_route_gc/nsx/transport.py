@@ -4,6 +4,13 @@ Everything that can fail on the wire becomes an NsxError (an NsxApiError when NS
 with an error status) whose one-line message names the method and path and carries no
 credential: messages built from foreign text (NSX error bodies, urllib3 reasons) are passed
 through ``_redact`` first.
+
+Authentication is tried once per run. A refused login (session create, the first call with
+basic, remote or certificate auth, a VMC token exchange), an unreachable manager or a TLS
+failure becomes an NsxAccessError that names the setting to check; from then on every call
+fails with it at once, without touching the manager: NSX locks an account after 5 failed
+logins, and that account is often the admin the CCMs use too. Until one call has proven that
+the manager accepts us, authenticated calls go one at a time, so threads cannot each try.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import requests
 import structlog
@@ -25,14 +33,25 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from nsx_route_gc.config import NsxSettings
-from nsx_route_gc.errors import ConfigError, NsxApiError, NsxError
+from nsx_route_gc.errors import ConfigError, NsxAccessError, NsxApiError, NsxError
+from nsx_route_gc.logs import register_secret
 from nsx_route_gc.nsx.ratelimit import TokenBucket
 
 API_PREFIX = "/policy/api/v1"
 SESSION_CREATE = "/api/session/create"
 SESSION_DESTROY = "/api/session/destroy"
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-AUTH_MODES = ("session", "basic", "certificate", "remote")
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+# A 500 NSX marks retriable (nsx-operator pkg/nsx/util/utils.go, nsxlib v3/client.py):
+# 98 CannotConnectToServer, 607 APITransactionAborted. Other 500s are failures.
+RETRY_500_CODES = frozenset({98, 607})
+# 403 codes that mean the credentials or session were refused: 98 a bad XSRF token (the
+# session expired), 403 InvalidCredentials (a bad password and a locked account alike).
+AUTH_403_CODES = frozenset({98, 403})
+AUTH_MODES = ("session", "basic", "certificate", "remote", "vmc")
+# "Changed since it was read", in every form NSX answers it (nsx-operator utils.go
+# StaleRevision, nsxlib client.py): 409 and 412 whatever the code, these codes with 400/404.
+_STALE_400 = frozenset({500087, 500232, 100148})
+_STALE_404 = frozenset({500090})
 
 _BACKOFF_BASE = 0.5  # seconds, first retry's upper bound
 _BACKOFF_CAP = 30.0
@@ -47,6 +66,26 @@ _TRANSIENT = (
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
+
+
+def is_revision_conflict(exc: NsxError) -> bool:
+    """Whether NSX refused a write because the object changed since it was read."""
+    if not isinstance(exc, NsxApiError):
+        return False
+    codes = {exc.error_code, *exc.related_codes}
+    return (
+        exc.status in (409, 412)
+        or (exc.status == 400 and bool(codes & _STALE_400))
+        or (exc.status == 404 and bool(codes & _STALE_404))
+    )
+
+
+class _Target(NamedTuple):
+    """Where a call goes and how its server is verified: the manager, or the VMC auth host."""
+
+    verify: str | bool
+    cert: str | tuple[str, str] | None
+    check: str  # the settings to check when TLS verification fails
 
 
 class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
@@ -83,8 +122,9 @@ class NsxTransport:
             credential = base64.b64encode(f"{settings.username}:{password}".encode()).decode()
             scheme = "Basic" if self._mode == "basic" else "Remote"
             self._static_auth = f"{scheme} {credential}"
-        # Values never to be shown; session cookies and XSRF tokens join at login.
-        self._secrets: set[str] = {s for s in (password, credential) if s}
+        refresh = settings.vmc_token.reveal() if settings.vmc_token else ""
+        # Values never to be shown; session cookies, XSRF and access tokens join at login.
+        self._secrets: set[str] = {s for s in (password, credential, refresh) if s}
 
         self._owns_session = session is None
         self._session = session if session is not None else _new_session(settings.concurrency)
@@ -99,10 +139,22 @@ class NsxTransport:
             else None
         )
         self._verify = _tls_verify(settings)
+        self._manager = _Target(self._verify, self._cert, "nsx.ca_file (or nsx.insecure)")
+        self._csp = _Target(
+            settings.vmc_auth_verify,
+            None,
+            "the system trust store or REQUESTS_CA_BUNDLE for nsx.vmc_auth_host",
+        )
 
         self._auth_lock = threading.Lock()
+        # Held by the first authenticated call until the manager has accepted us.
+        self._gate = threading.Lock()
+        self._proven = False
+        self._access_error: NsxAccessError | None = None
         self._session_id: str | None = None
         self._xsrf: str | None = None
+        self._access_token: str | None = None
+        self._token_renew_at = 0.0
         self._generation = 0  # bumped at every login, so a stale 401 does not log in twice
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -112,7 +164,10 @@ class NsxTransport:
             raise ConfigError(
                 f"nsx.auth: unknown mode {self._mode!r}, expected one of {AUTH_MODES}"
             )
-        if self._mode == "certificate":
+        if self._mode == "vmc":
+            if settings.vmc_token is None:
+                raise ConfigError("nsx.vmc_access_token_file: required for auth: vmc")
+        elif self._mode == "certificate":
             if settings.client_cert_file is None:
                 raise ConfigError("nsx.client_cert_file: required for auth: certificate")
             cert = str(settings.client_cert_file)
@@ -148,38 +203,84 @@ class NsxTransport:
         max_attempts: int | None = None,
     ) -> requests.Response:
         """Send one call, retried as needed; returns a 2xx answer or one whose status is in
-        ``allow``, raises NsxApiError for any other answer and NsxError for transport failures.
+        ``allow``, raises NsxApiError for any other answer, NsxError for transport failures
+        and NsxAccessError when the manager refuses us or cannot be reached at all.
 
         ``path`` is what follows the base URL (``/policy/api/v1/...`` or ``/api/session/...``).
         """
-        url = self._settings.base_url + path
+        call = (method, path, kind, params, json_body, data, headers, allow, authenticate)
+        if not authenticate:
+            return self._request(*call, max_attempts=max_attempts)
+        self._raise_if_refused()
+        if self._proven:
+            return self._request(*call, max_attempts=max_attempts)
+        with self._gate:
+            self._raise_if_refused()
+            if self._proven:
+                return self._request(*call, max_attempts=max_attempts)
+            try:
+                response = self._request(*call, max_attempts=max_attempts)
+            except NsxAccessError:
+                raise
+            except NsxApiError:
+                self._proven = True  # NSX answered, past authentication
+                raise
+            except NsxError as exc:
+                raise self._refuse(self._unreachable(exc)) from exc
+            self._proven = True
+            return response
+
+    def authenticate(self) -> None:
+        """Log in (session) or obtain an access token (vmc) now, before any work starts, so
+        a refused login ends the run before routers are walked. With basic, remote and
+        certificate auth the first call is the check (no call is spent on it alone)."""
+        self._raise_if_refused()
+        if self._mode in ("session", "vmc"):
+            with self._gate:
+                self._raise_if_refused()
+                self._auth_headers()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        kind: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        allow: tuple[int, ...],
+        authenticate: bool,
+        *,
+        max_attempts: int | None = None,
+        url: str | None = None,
+    ) -> requests.Response:
+        target = self._manager if url is None else self._csp
+        url = url or self._settings.base_url + path
         attempts_allowed = max_attempts or self._settings.max_attempts
         deadline_at = self._clock() + self._settings.deadline
         attempt = 0
-        relogged = False
+        reauthenticated = False
         while True:
             attempt += 1
             generation, auth_headers = self._auth_headers() if authenticate else (0, {})
             send_headers = {"Accept": "application/json", **(headers or {}), **auth_headers}
             outcome = self._send_once(
-                method, url, path, kind, params, json_body, data, send_headers
+                method, url, path, kind, params, json_body, data, send_headers, target
             )
             status = outcome.status_code if isinstance(outcome, requests.Response) else None
             if isinstance(outcome, requests.Response):
                 if 200 <= outcome.status_code < 300 or outcome.status_code in allow:
                     return outcome
-                if (
-                    outcome.status_code in (401, 403)
-                    and authenticate
-                    and self._mode == "session"
-                    and not relogged
-                ):
-                    # An expired session: one new login, and this call again, once.
-                    relogged = True
-                    attempt -= 1
-                    self._relogin(generation, method, path)
-                    continue
-                if outcome.status_code not in RETRY_STATUSES:
+                if authenticate and self._auth_refused(outcome):
+                    if self._mode in ("session", "vmc") and not reauthenticated:
+                        # An expired session or token: log in again once, and this call again.
+                        reauthenticated = True
+                        attempt -= 1
+                        self._reauthenticate(generation, method, path)
+                        continue
+                    raise self._refuse(self._login_refused(outcome, f"{method} {path}"))
+                if not self._retriable(outcome):
                     raise self.api_error(method, path, outcome)
             delay = self._retry_delay(attempt, outcome)
             if attempt >= attempts_allowed or self._clock() + delay > deadline_at:
@@ -196,6 +297,21 @@ class NsxTransport:
             )
             self._sleep(delay)
 
+    def _retriable(self, response: requests.Response) -> bool:
+        if response.status_code in RETRY_STATUSES:
+            return True
+        return response.status_code == 500 and bool(_error_codes(response) & RETRY_500_CODES)
+
+    def _auth_refused(self, response: requests.Response) -> bool:
+        """The credentials, session or token were refused (not: this call is forbidden)."""
+        if response.status_code == 401:
+            return True
+        if response.status_code != 403:
+            return False
+        codes = _error_codes(response)
+        # Before anything was accepted, a 403 without an NSX code is a refused login too.
+        return bool(codes & AUTH_403_CODES) or (not codes and not self._proven)
+
     def _send_once(
         self,
         method: str,
@@ -206,6 +322,7 @@ class NsxTransport:
         json_body: Any,
         data: Mapping[str, str] | None,
         headers: Mapping[str, str],
+        target: _Target,
     ) -> requests.Response | Exception:
         """One HTTP exchange: the answer, or the transient transport error to retry on."""
         if self._bucket is not None:
@@ -222,13 +339,20 @@ class NsxTransport:
                 timeout=self._settings.timeout,
                 # Always explicit: requests lets $REQUESTS_CA_BUNDLE override Session.verify
                 # when a call passes none, which would silently replace the configured CA.
-                verify=self._verify,
-                cert=self._cert,
+                verify=target.verify,
+                cert=target.cert,
                 # A redirect from an API endpoint is unexpected; do not carry credentials on.
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
-            raise NsxError(f"TLS error at NSX {method} {path}: {self._detail(exc)}") from exc
+            # A certificate does not fix itself: the run stops, naming what to check.
+            where = urlsplit(url).netloc
+            raise self._refuse(
+                NsxAccessError(
+                    f"TLS verification of {where} failed at {method} {path}: "
+                    f"{self._detail(exc)}; check {target.check}"
+                )
+            ) from exc
         except _TRANSIENT as exc:
             return exc
         except (requests.RequestException, OSError) as exc:
@@ -260,6 +384,10 @@ class NsxTransport:
         if self._mode == "certificate":
             return 0, {}
         with self._auth_lock:
+            if self._mode == "vmc":
+                if self._access_token is None or self._clock() >= self._token_renew_at:
+                    self._exchange_token()
+                return self._generation, {"csp-auth-token": self._access_token or ""}
             if self._session_id is None:
                 self._login()
             return self._generation, self._session_headers()
@@ -270,34 +398,150 @@ class NsxTransport:
             headers["X-XSRF-TOKEN"] = self._xsrf
         return headers
 
-    def _relogin(self, generation: int, method: str, path: str) -> None:
+    def _reauthenticate(self, generation: int, method: str, path: str) -> None:
         with self._auth_lock:
             if generation != self._generation:
                 return  # another thread has logged in again meanwhile
-            log.info("nsx.session.relogin", method=method, path=path)
+            log.info("nsx.session.relogin", method=method, path=path, auth=self._mode)
             self.count("relogin")
-            self._session_id = None
-            self._login()
+            if self._mode == "vmc":
+                self._exchange_token()
+            else:
+                self._session_id = None
+                self._login()
 
     def _login(self) -> None:
-        """Create a session; the caller holds ``_auth_lock``."""
+        """Create a session, once: any failure ends the run. The caller holds ``_auth_lock``."""
+        self._raise_if_refused()
         settings = self._settings
         password = settings.password.reveal() if settings.password else ""
-        response = self.request(
-            "POST",
-            SESSION_CREATE,
-            kind="session",
-            data={"j_username": settings.username or "", "j_password": password},
-            authenticate=False,
-        )
+        try:
+            response = self._request(
+                "POST",
+                SESSION_CREATE,
+                "session",
+                None,
+                None,
+                {"j_username": settings.username or "", "j_password": password},
+                None,
+                (401, 403),
+                False,
+            )
+        except NsxAccessError:
+            raise
+        except NsxApiError as exc:
+            message = f"NSX login at {settings.host} failed: {exc}"
+            raise self._refuse(NsxAccessError(message)) from exc
+        except NsxError as exc:
+            raise self._refuse(self._unreachable(exc)) from exc
+        if response.status_code in (401, 403):
+            raise self._refuse(self._login_refused(response, f"POST {SESSION_CREATE}"))
         session_id = _cookie(response, "JSESSIONID")
         if not session_id:
-            raise NsxError(f"NSX POST {SESSION_CREATE} answered without a JSESSIONID cookie")
+            raise self._refuse(
+                NsxAccessError(f"NSX POST {SESSION_CREATE} answered without a JSESSIONID cookie")
+            )
         self._session_id = session_id
         self._xsrf = response.headers.get("X-XSRF-TOKEN") or None
         self._secrets.update(s for s in (session_id, self._xsrf) if s)
         self._generation += 1
+        self._proven = True
         log.debug("nsx.session.created", host=settings.host, xsrf=self._xsrf is not None)
+
+    def _exchange_token(self) -> None:
+        """Exchange the VMC API (refresh) token for an access token at the CSP auth host.
+        A refusal ends the run. The caller holds ``_auth_lock``."""
+        self._raise_if_refused()
+        settings = self._settings
+        url = settings.vmc_auth_url
+        where = urlsplit(url)
+        token = settings.vmc_token.reveal() if settings.vmc_token else ""
+        try:
+            response = self._request(
+                "POST",
+                where.path,
+                "csp_token",
+                None,
+                None,
+                {"refresh_token": token},
+                None,
+                (400, 401, 403),
+                False,
+                url=url,
+            )
+        except NsxAccessError:
+            raise
+        except NsxError as exc:
+            raise self._refuse(
+                NsxAccessError(
+                    f"VMC token exchange at {where.netloc} failed: {exc}; check "
+                    "nsx.vmc_auth_host (NSXT_VMC_AUTH_HOST)"
+                )
+            ) from exc
+        if response.status_code in (400, 401, 403):
+            raise self._refuse(
+                NsxAccessError(
+                    f"the VMC auth host {where.netloc} refused the API token "
+                    f"({response.status_code}): check NSXT_VMC_ACCESS_TOKEN or "
+                    "nsx.vmc_access_token_file; not retried this run"
+                )
+            )
+        body = self.decode_json(response, "POST", where.path)
+        access = body.get("access_token") if isinstance(body, dict) else None
+        expires = _seconds(body.get("expires_in")) if isinstance(body, dict) else None
+        if not isinstance(access, str) or not access or expires is None:
+            raise self._refuse(
+                NsxAccessError(
+                    f"malformed answer from the VMC auth host {where.netloc}: "
+                    "no access_token or expires_in"
+                )
+            )
+        self._secrets.add(access)
+        register_secret(access)
+        self._access_token = access
+        # Renewed ahead of its expiry: a call must not leave with a token about to lapse.
+        self._token_renew_at = self._clock() + expires - min(60.0, expires / 10)
+        self._generation += 1
+        log.info("nsx.vmc.token", auth_host=where.netloc, expires_in=expires)
+
+    # ------------------------------------------------------------------ refusal, once a run
+
+    def _refuse(self, exc: NsxAccessError) -> NsxAccessError:
+        """Remember the first refusal: every later call fails with it, sending nothing."""
+        if self._access_error is None:
+            self._access_error = exc
+            log.error("nsx.access_refused", error=str(exc))
+        return exc
+
+    def _raise_if_refused(self) -> None:
+        if self._access_error is not None:
+            # A new instance each time: threads must not share one traceback.
+            raise NsxAccessError(str(self._access_error))
+
+    def _login_refused(self, response: requests.Response, where: str) -> NsxAccessError:
+        method, _, path = where.partition(" ")
+        error = self.api_error(method, path, response)
+        detail = f"{response.status_code}"
+        if error.error_code is not None:
+            detail += f" error_code={error.error_code}"
+        if error.error_message:
+            detail += f": {error.error_message}"
+        check = {
+            "certificate": "nsx.client_cert_file and nsx.client_key_file (principal identity)",
+            "vmc": "NSXT_VMC_ACCESS_TOKEN or nsx.vmc_access_token_file (the VMC API token)",
+        }.get(
+            self._mode,
+            "nsx.username (NSXT_USERNAME) and its password (nsx.password_file or NSXT_PASSWORD)",
+        )
+        return NsxAccessError(
+            f"NSX at {self._settings.host} refused the login at {where} ({detail}): check "
+            f"{check}; not retried, as NSX locks an account after 5 failed logins"
+        )
+
+    def _unreachable(self, exc: NsxError) -> NsxAccessError:
+        return NsxAccessError(
+            f"cannot reach NSX at {self._settings.host}: {exc}; check nsx.host (NSXT_MANAGER_HOST)"
+        )
 
     def close(self) -> None:
         """Destroy the session if one was created (failures only logged), release the pool."""
@@ -308,12 +552,16 @@ class NsxTransport:
                 self._xsrf = None
                 self._generation += 1
                 try:
-                    self.request(
+                    self._request(
                         "POST",
                         SESSION_DESTROY,
-                        kind="session",
-                        headers=headers,
-                        authenticate=False,
+                        "session",
+                        None,
+                        None,
+                        None,
+                        headers,
+                        (),
+                        False,
                         max_attempts=1,
                     )
                 except NsxError as exc:
@@ -344,6 +592,11 @@ class NsxTransport:
         text = self._redact("; ".join(parts))[:_DETAIL_LIMIT] or None
         http_status = body.get("httpStatus")
         module = body.get("module_name")
+        related_codes = tuple(
+            code
+            for r in (related if isinstance(related, list) else [])
+            if isinstance(r, dict) and (code := _as_int(r.get("error_code"))) is not None
+        )
         return NsxApiError(
             method,
             path,
@@ -352,6 +605,7 @@ class NsxTransport:
             error_code=_as_int(body.get("error_code")),
             error_message=text,
             module_name=self._redact(str(module)) if module else None,
+            related_codes=related_codes,
         )
 
     def decode_json(self, response: requests.Response, method: str, path: str) -> Any:
@@ -425,6 +679,38 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def _error_codes(response: requests.Response) -> set[int]:
+    """The error_code of an NSX error body and of each of its related_errors (nsxlib and
+    nsx-operator look at both)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return set()
+    if not isinstance(body, dict):
+        return set()
+    related = body.get("related_errors")
+    items = [body, *(related if isinstance(related, list) else [])]
+    return {
+        code
+        for item in items
+        if isinstance(item, dict) and (code := _as_int(item.get("error_code"))) is not None
+    }
+
+
+def _seconds(value: object) -> float | None:
+    """``expires_in`` as a number of seconds: CSP sends a number, the CCM decodes a string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and 0 < value < 10**7:
+        return float(value)
+    return None
 
 
 def _as_int(value: object) -> int | None:

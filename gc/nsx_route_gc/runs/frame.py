@@ -58,9 +58,11 @@ class Outcome:
 
 @contextmanager
 def bound_run(mode: str, config: Config) -> Iterator[str]:
-    """Bind a run id to every log line of this run; scrub its NSX password from all of them."""
-    if config.nsx.password is not None:
-        register_secret(config.nsx.password.reveal())
+    """Bind a run id to every log line of this run; scrub its NSX password (or VMC API token;
+    the transport adds each access token it obtains) from all of them."""
+    for secret in (config.nsx.password, config.nsx.vmc_token):
+        if secret is not None:
+            register_secret(secret.reveal())
     run_id = uuid.uuid4().hex[:12]
     with structlog.contextvars.bound_contextvars(run_id=run_id, mode=mode):
         yield run_id

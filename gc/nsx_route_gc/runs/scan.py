@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from nsx_route_gc.config import Config
-from nsx_route_gc.errors import NsxError
+from nsx_route_gc.errors import NsxAccessError, NsxError
 from nsx_route_gc.heap import collector_paused
 from nsx_route_gc.judge import judge
 from nsx_route_gc.logs import carry_context
@@ -104,6 +104,8 @@ class Scanner:
         def one(path: str) -> RouterListing:
             try:
                 routes = self.routes.list_routes(path)
+            except NsxAccessError:
+                raise  # a refused login or an unreachable manager ends the run: no report
             except NsxError as exc:
                 log.error("router.list_failed", router=path, error=str(exc))
                 return RouterListing(path, (), error=str(exc))

@@ -5,7 +5,8 @@ Supported: terms ``field:value`` joined by ``AND``, a term's values grouped as
 (implicit operators, ``NOT``, nested groups) is refused with 400. A ``tags.scope`` term and a
 ``tags.tag`` term match when *any* tag has that scope and *any* tag has that value, as NSX's
 flattened index does. Results are sorted by path and paged with a cursor; default space only
-unless ``context=projects:p1,p2`` names projects. ``included_fields=a,b`` keeps only those
+unless ``context=projects:/orgs/default/projects/p1`` names projects by their full paths
+(comma-separated); a bare project id is refused with 400. ``included_fields=a,b`` keeps only those
 top-level fields of each result.
 """
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from nsx_route_gc.simulator.nsx import NsxState
 
 _ESCAPE = re.compile(r"\\(.)")
+PROJECTS_PREFIX = "/orgs/default/projects/"
 
 Field = Callable[[str, StoredRoute], tuple[str, ...]]
 _FIELDS: dict[str, Field] = {
@@ -132,7 +134,7 @@ def _matching_paths(state: NsxState, query: str, context: str) -> list[tuple[str
     # The parent is the router: those terms are decided once per router, not per route.
     by_router = [values for name, values in terms if name == "parent_path"]
     by_route = [(_FIELDS[name], values) for name, values in terms if name != "parent_path"]
-    projects = set(context.removeprefix("projects:").split(",")) if context else set()
+    projects = _context_projects(context)
     found = []
     for router, tier1 in state.tier1s.items():
         project = router.split("/")[4] if router.startswith("/orgs/") else None
@@ -148,6 +150,19 @@ def _matching_paths(state: NsxState, query: str, context: str) -> list[tuple[str
     state.search_cache = {k: v for k, v in state.search_cache.items() if v[0] == state.generation}
     state.search_cache[key] = (state.generation, found)
     return found
+
+
+def _context_projects(context: str) -> set[str]:
+    """The project ids a ``context`` names: ``projects:`` and full project paths."""
+    if not context:
+        return set()
+    projects = set()
+    for path in context.removeprefix("projects:").split(","):
+        project = path.removeprefix(PROJECTS_PREFIX)
+        if not context.startswith("projects:") or project == path or not project or "/" in project:
+            raise NsxFault(400, 60512, f"Invalid search context {context!r}")
+        projects.add(project)
+    return projects
 
 
 def search(state: NsxState, query: dict[str, str], page_size: int) -> dict[str, Any]:
