@@ -459,8 +459,10 @@ def simulate(
     def ready(config_path: Path, sim: Simulator) -> None:
         typer.echo(f"Simulating scenario {scenario!r}. Configuration: {config_path}")
         tkg = "".join(f" --tkg-config {p}" for p in sim.tkg_config_files(config_path.parent))
+        env = "".join(f"{k}={v} " for k, v in sim.client_env(directory.resolve()).items())
         typer.echo(
-            f"Try: nsx-route-gc scan --config {config_path}{tkg} --report-dir {directory}/reports"
+            f"Try: {env}nsx-route-gc scan --config {config_path}{tkg} "
+            f"--report-dir {directory}/reports"
         )
         typer.echo("Press Ctrl-C to stop.")
 

@@ -356,6 +356,15 @@ def test_search_by_cluster_tag_with_paging(nsx: Nsx) -> None:
     pages = nsx.list_all("/policy/api/v1/search/query", query=query, page_size=4)
     found = [r for p in pages for r in p]
     assert [len(p) for p in pages] == [4, 2]
+    first = nsx.call("GET", "/policy/api/v1/search/query", params={"query": query, "page_size": 4})
+    second = nsx.call(
+        "GET",
+        "/policy/api/v1/search/query",
+        params={"query": query, "page_size": 4, "cursor": first.json()["cursor"]},
+    )
+    # "set only on first page", as NSX documents result_count.
+    assert first.json()["result_count"] == 6
+    assert "result_count" not in second.json()
     assert len({r["id"] for r in found}) == 6
     assert all(r["resource_type"] == "StaticRoutes" for r in found)
     none = nsx.call("GET", "/policy/api/v1/search/query", params={"query": "tags.tag:other"})
@@ -422,7 +431,9 @@ def test_search_of_project_routes_needs_their_context() -> None:
         dev = r"\/orgs\/default\/projects\/dev\/infra\/tier\-1s\/dev\-t1"
         query = rf"parent_path:({dev} OR \/infra\/tier\-1s\/tanzu\-cl1)"
         assert _search(nsx, query).json()["result_count"] == 0
-        assert _search(nsx, query, context="projects:dev").json()["result_count"] == 3
+        context = "projects:/orgs/default/projects/dev"
+        assert _search(nsx, query, context=context).json()["result_count"] == 3
+        _error(_search(nsx, query, context="projects:dev"), 400)  # the full path, not the id
         nsx.session.close()
 
 

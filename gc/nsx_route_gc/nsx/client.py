@@ -19,7 +19,7 @@ import requests
 import structlog
 
 from nsx_route_gc.config import NsxSettings
-from nsx_route_gc.errors import NsxApiError, NsxError
+from nsx_route_gc.errors import NsxError
 from nsx_route_gc.models import NODE_TAG_SCOPE, Route
 from nsx_route_gc.nsx.query import (
     SEARCH_FIELDS,
@@ -109,19 +109,17 @@ class NsxClient:
         return routers
 
     def _tier1_paths(self, infra: str) -> list[str]:
-        items = self._list_all(f"{infra}/tier-1s", kind="list")
+        items = self._list_all(f"{infra}/tier-1s", kind="list") or []
         return [_own_path(item, f"{infra}/tier-1s/{item['id']}") for item in items]
 
     def _project_paths(self) -> list[str]:
-        try:
-            items = self._list_all(PROJECTS_PATH, kind="list")
-        except NsxApiError as exc:
-            if exc.status in NO_PROJECTS_STATUSES:
-                # NSX before 4.0 and VMC have no projects (terraform-provider-nsxt PR #910);
-                # they answer 404, 400 or 403 here. Listed once a run: logged once.
-                log.info("nsx.projects.unsupported", host=self._settings.host, status=exc.status)
-                return []
-            raise
+        # NSX before 4.0 and VMC have no projects (terraform-provider-nsxt PR #910); they
+        # answer 404, 400 or 403 here, which is neither a failed run nor a refused login.
+        items = self._list_all(PROJECTS_PATH, kind="list", absent=NO_PROJECTS_STATUSES)
+        if items is None:
+            # Listed once a run: logged once.
+            log.info("nsx.projects.unsupported", host=self._settings.host)
+            return []
         # The "default" project is /infra itself, already listed.
         return [
             _own_path(item, f"{PROJECTS_PATH}/{item['id']}")
@@ -134,7 +132,7 @@ class NsxClient:
     def list_routes(self, router_path: str) -> list[Route]:
         """Every static route of a router, all pages; NsxError unless listed whole."""
         router = router_path.rstrip("/")
-        items = self._list_all(f"{router}/static-routes", kind="list")
+        items = self._list_all(f"{router}/static-routes", kind="list") or []
         routes = self._builder.submit(_routes_from_nsx, items, router).result()
         log.debug("nsx.routes.listed", router=router, routes=len(routes))
         return routes
@@ -292,8 +290,11 @@ class NsxClient:
 
     # ------------------------------------------------------------------------------- paging
 
-    def _list_all(self, policy_path: str, *, kind: str) -> list[dict[str, Any]]:
-        """Every item of a list call, following ``cursor`` until the last page."""
+    def _list_all(
+        self, policy_path: str, *, kind: str, absent: tuple[int, ...] = ()
+    ) -> list[dict[str, Any]] | None:
+        """Every item of a list call, following ``cursor`` until the last page; None when
+        the first page answers a status in ``absent`` (the list does not exist here)."""
         rest = API_PREFIX + policy_path
         items: list[dict[str, Any]] = []
         cursor: str | None = None
@@ -302,7 +303,10 @@ class NsxClient:
             params = {"page_size": str(self._settings.page_size)}
             if cursor:
                 params["cursor"] = cursor
-            response = self._http.request("GET", rest, kind=kind, params=params)
+            allow = absent if cursor is None else ()
+            response = self._http.request("GET", rest, kind=kind, params=params, allow=allow)
+            if response.status_code in allow:
+                return None
             page = self._http.decode_json(response, "GET", rest)
             results = page.get("results") if isinstance(page, dict) else None
             if not isinstance(results, list):

@@ -402,7 +402,8 @@ class NsxTransport:
         with self._auth_lock:
             if generation != self._generation:
                 return  # another thread has logged in again meanwhile
-            log.info("nsx.session.relogin", method=method, path=path, auth=self._mode)
+            event = "nsx.vmc.token_renew" if self._mode == "vmc" else "nsx.session.relogin"
+            log.info(event, method=method, path=path)
             self.count("relogin")
             if self._mode == "vmc":
                 self._exchange_token()

@@ -74,6 +74,9 @@ class Simulator:
         self.ca_pem_path = Path(self._tmp.name) / "ca.pem"
         self.ca_pem_path.write_bytes(self.ca_pem)
         self.nsx = NsxState(clock=clock)
+        if scenario.nsx_auth == "vmc":
+            self.nsx.enable_vmc()
+        self.nsx.set_knobs(**scenario.nsx_knobs)
         self.nsx.load(scenario)
         self.kube: dict[str, KubeClusterState] = {}
         for cluster in scenario.clusters:
@@ -181,9 +184,22 @@ class Simulator:
             cluster, self.kube_url(cluster), state.token, ca_file=ca_file, ca_pem=self.ca_pem
         )
 
+    @property
+    def nsx_host(self) -> str:
+        """``nsx.host`` as the tool is to be configured: the VMC proxy's base path too."""
+        return self.nsx_url + (self.nsx.vmc.base_path if self.nsx.vmc else "")
+
     def write_config(self, directory: Path) -> Path:
         return write_config(self, directory)
 
     def tkg_config_files(self, directory: Path) -> list[Path]:
         """The TKG files :meth:`write_config` writes into ``directory`` (``--tkg-config``)."""
         return [tkg_file_path(directory, name) for name in self.scenario.tkg_files]
+
+    def client_env(self, directory: Path) -> dict[str, str]:
+        """Environment the tool needs beyond the config written into ``directory``: with VMC,
+        the CSP auth host (this simulator) is verified with the system trust store, so
+        REQUESTS_CA_BUNDLE names the simulator's CA."""
+        if self.nsx.vmc is None:
+            return {}
+        return {"REQUESTS_CA_BUNDLE": str(Path(directory).resolve() / "ca.pem")}

@@ -74,6 +74,7 @@ def write_config(sim: Simulator, directory: Path) -> Path:
 
     scenario = sim.scenario
     config: dict[str, Any] = {}
+    header = ""
     from_tkg = set(scenario.tkg_files)
     if from_tkg:
         # Everything about NSX comes from the TKG files (--tkg-config); no `nsx:` at all.
@@ -86,6 +87,21 @@ def write_config(sim: Simulator, directory: Path) -> Path:
             "auth": "session",
             "ca_file": str(ca_file),
         }
+        if sim.nsx.vmc is not None:
+            token_file = directory / "vmc-api-token"
+            _write_private(token_file, sim.nsx.vmc.refresh_token + "\n")
+            nsx = {
+                "host": sim.nsx_host,
+                "auth": "vmc",
+                "vmc_access_token_file": str(token_file),
+                # The simulator serves the CSP token endpoint too, over the same HTTPS port.
+                "vmc_auth_host": sim.nsx_url.removeprefix("https://"),
+                "ca_file": str(ca_file),
+            }
+            header = (
+                "# The VMC auth host is verified with the system trust store: run with\n"
+                f"# REQUESTS_CA_BUNDLE={ca_file}\n"
+            )
         if scenario.config_routers is not None:
             nsx["routers"] = list(scenario.config_routers)
         config["nsx"] = nsx
@@ -110,6 +126,7 @@ def write_config(sim: Simulator, directory: Path) -> Path:
     path = directory / "config.yaml"
     path.write_text(
         f"# nsx-route-gc against the simulator, scenario {scenario.name}: {scenario.description}\n"
+        + header
         + yaml.dump(config, Dumper=_ConfigDumper, sort_keys=False, width=1000)
     )
     return path

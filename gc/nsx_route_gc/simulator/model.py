@@ -90,6 +90,10 @@ class Scenario:
     # How those files authenticate: "password" (NSXT_USERNAME/NSXT_PASSWORD) or "certificate"
     # (NSXT_CLIENT_CERT_DATA/NSXT_CLIENT_CERT_KEY_DATA of a principal identity).
     tkg_auth: str = "password"
+    # "session", or "vmc": NSX behind the VMC reverse proxy with CSP tokens (enable_vmc);
+    # the config then uses auth: vmc with a token file and the simulator as auth host.
+    nsx_auth: str = "session"
+    nsx_knobs: dict[str, object] = field(default_factory=dict)  # NsxState.set_knobs
     # What a correct judgement finds, by verdict (documentation for demo, tests, benchmark).
     expected: dict[str, int] = field(default_factory=dict)
 

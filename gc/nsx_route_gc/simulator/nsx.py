@@ -1,4 +1,5 @@
-"""State of the simulated NSX manager: objects, knobs, injected failures, counters, sessions.
+"""State of the simulated NSX manager: objects, knobs, injected failures, counters, sessions,
+failed logins and lockout, and VMware Cloud on AWS (reverse proxy and CSP tokens).
 
 Knobs are plain attributes (or :meth:`NsxState.set_knobs`) that a test, demo or benchmark may
 change while the server runs; every request reads them afresh. Mutators (``add_route``,
@@ -14,6 +15,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from nsx_route_gc.simulator.model import Scenario, SimRoute
@@ -37,7 +39,61 @@ KNOBS = (
     "delete_missing",
     "hierarchical_delete_missing",
     "max_hierarchical_children",
+    "search_count_every_page",
+    "null_cursor",
+    "projects_api",
+    "revision_conflict",
+    "lockout_threshold",
+    "lockout_seconds",
 )
+# What NSX answers to a stale _revision, in each form the upstream clients map to
+# StaleRevision (nsx-operator pkg/nsx/util/utils.go, nsxlib v3/client.py): the knob takes one.
+REVISION_CONFLICTS: dict[str, tuple[int, int]] = {
+    "412": (412, 604),
+    "409": (409, 604),
+    "400/500087": (400, 500087),
+    "400/500232": (400, 500232),
+    "400/100148": (400, 100148),
+    "404/500090": (404, 500090),
+}
+# Error messages of the codes a test may inject with fail_next.
+_MESSAGES = {
+    607: "The operation failed because of a transaction abort. Please retry.",
+    98: "Cannot connect to server.",
+    60508: "Bad Request due to indexing is in progress, please retry after sometime",
+    60514: "Request timed out. This may occur when system is under load.",
+    60515: "Index is currently out of sync",
+}
+# The message of a refused login, bad password and locked account alike
+# (terraform-provider-nsxt issue #761).
+LOGIN_REFUSED = (
+    "The credentials were incorrect or the account specified has been locked. (code 403)"
+)
+CSP_AUTHORIZE = "/csp/gateway/am/api/auth/api-tokens/authorize"
+
+
+@dataclass
+class VmcState:
+    """The reverse proxy's base path and the CSP tokens of a simulated VMC SDDC."""
+
+    base_path: str
+    refresh_token: str
+    token_ttl: float = 1800.0  # expires_in of each access token, seconds
+    expires_in_as_string: bool = False  # "1799" instead of 1799
+    tokens: dict[str, float] = field(default_factory=dict)  # access token -> expiry
+
+    def exchange(self, refresh_token: str, now: float) -> str | None:
+        if not secrets.compare_digest(refresh_token.encode(), self.refresh_token.encode()):
+            return None
+        token = secrets.token_urlsafe(48)
+        self.tokens[token] = now + self.token_ttl
+        return token
+
+    def valid(self, token: str, now: float) -> bool:
+        return self.tokens.get(token, 0.0) > now
+
+    def expire_tokens(self) -> None:
+        self.tokens.clear()
 
 
 def project_of(path: str) -> str | None:
@@ -85,10 +141,28 @@ class NsxState:
         self.delete_missing = "404"  # "404" or "200" when deleting a missing route
         self.hierarchical_delete_missing = "reject"  # "reject" (404 whole batch) | "ignore"
         self.max_hierarchical_children: int | None = None  # larger bodies: 400
+        # Search result_count on every page; NSX documents it "set only on first page".
+        self.search_count_every_page = False
+        # The last page of a listing or search carries a "0000..." cursor instead of none.
+        self.null_cursor = False
+        # None: /orgs/default/projects is served; 400, 403 or 404: what an NSX before 4.0
+        # or VMC answers there instead.
+        self.projects_api: int | None = None
+        self.revision_conflict = "412"  # a key of REVISION_CONFLICTS
+        # Failed logins (session create, basic or remote auth) per user: this many within
+        # lockout_seconds lock the account for lockout_seconds; an attempt while locked,
+        # right password or not, is refused the same way and starts the lockout again.
+        self.lockout_threshold = 5
+        self.lockout_seconds = 900.0
+        self._failed_logins: dict[str, deque[float]] = {}
+        self._locked_until: dict[str, float] = {}
+        # VMware Cloud on AWS (enable_vmc): the reverse proxy's base path, CSP tokens.
+        self.vmc: VmcState | None = None
         # Injected failures: key -> [status, remaining times].
         self._page_failures: dict[tuple[str, int], list[int]] = {}
         self._delete_failures: dict[str, list[int]] = {}
         self._hierarchical_failure: list[int] = [0, 0]
+        self._next_failures: dict[str, list[int]] = {}  # kind -> [status, code, times]
         # Counters and sessions.
         self.counters: Counter[str] = Counter()
         self._sessions: dict[str, tuple[str, str]] = {}  # JSESSIONID -> (user, xsrf)
@@ -202,6 +276,35 @@ class NsxState:
         with self.lock:
             self._page_failures[(router, page_index)] = [status, times]
 
+    def fail_next(
+        self, kind: str, times: int = 1, *, status: int = 500, error_code: int = 607
+    ) -> None:
+        """Answer the next ``times`` authenticated requests of ``kind`` (a counter name:
+        ``nsx_list_routes``, ``nsx_search``, ``nsx_hierarchical``...) with ``status`` and
+        ``error_code``: 500/607 (transaction aborted) and 500/98 (cannot connect to server)
+        are what NSX marks retriable; 400/60508, 60514, 60515 are search index troubles."""
+        with self.lock:
+            self._next_failures[kind] = [status, error_code, times]
+
+    def take_next_failure(self, kind: str) -> NsxFault | None:
+        with self.lock:
+            entry = self._next_failures.get(kind)
+            if entry is None or entry[2] <= 0:
+                return None
+            entry[2] -= 1
+            self.counters[f"injected_{entry[0]}"] += 1
+            message = _MESSAGES.get(entry[1], f"Injected failure {entry[1]}")
+            return NsxFault(entry[0], entry[1], message)
+
+    def stale_revision(self, path: str, given: object, current: int) -> NsxFault:
+        status, code = REVISION_CONFLICTS[self.revision_conflict]
+        return NsxFault(
+            status,
+            code,
+            f"The object {path} was modified by somebody else: revision {given} given, "
+            f"{current} current",
+        )
+
     def fail_delete(self, route_id: str, status: int = 500, times: int = 1) -> None:
         with self.lock:
             self._delete_failures[route_id] = [status, times]
@@ -244,6 +347,49 @@ class NsxState:
         return secrets.compare_digest(
             f"{username}\0{password}".encode(), f"{self.username}\0{self.password}".encode()
         )
+
+    def login(self, username: str, password: str) -> None:
+        """Check a login (session create, basic or remote auth) as NSX's authentication
+        policy does (api_max_auth_failures 5, api_failed_auth_reset_period and
+        api_failed_auth_lockout_period 900 s): 403 with the same message for a wrong
+        password and a locked account. Counted: ``nsx_login_failed``, ``nsx_lockout``."""
+        now = self.monotonic()
+        with self.lock:
+            if self._locked_until.get(username, 0.0) > now:
+                # Broadcom KB 316650: a failed attempt during the lockout restarts it.
+                self._locked_until[username] = now + self.lockout_seconds
+                self.counters["nsx_login_failed"] += 1
+                raise NsxFault(403, 403, LOGIN_REFUSED)
+            if self.check_password(username, password):
+                self._failed_logins.pop(username, None)
+                return
+            self.counters["nsx_login_failed"] += 1
+            recent = self._failed_logins.setdefault(username, deque())
+            while recent and recent[0] <= now - self.lockout_seconds:
+                recent.popleft()
+            recent.append(now)
+            if len(recent) >= self.lockout_threshold:
+                self._locked_until[username] = now + self.lockout_seconds
+                self.counters["nsx_lockout"] += 1
+                recent.clear()
+            raise NsxFault(403, 403, LOGIN_REFUSED)
+
+    def locked(self, username: str) -> bool:
+        with self.lock:
+            return self._locked_until.get(username, 0.0) > self.monotonic()
+
+    # -- VMware Cloud on AWS ------------------------------------------------------------
+
+    def enable_vmc(self, org: str = "sim-org", sddc: str = "sim-sddc") -> VmcState:
+        """Serve NSX only behind the VMC reverse proxy path, with CSP access tokens (header
+        ``csp-auth-token``) obtained at ``CSP_AUTHORIZE`` for ``vmc.refresh_token``; no
+        session login, no basic auth, and no projects (403)."""
+        self.vmc = VmcState(
+            base_path=f"/vmc/reverse-proxy/api/orgs/{org}/sddcs/{sddc}/sks-nsxt-manager",
+            refresh_token=secrets.token_urlsafe(32),
+        )
+        self.projects_api = 403
+        return self.vmc
 
     def create_session(self, username: str) -> tuple[str, str]:
         session, xsrf = secrets.token_hex(16).upper(), secrets.token_urlsafe(24)

@@ -1,8 +1,11 @@
 """HTTP side of the simulated NSX manager: routing, authentication, paging, hierarchical API.
 
-Follows shared/nsx-policy-api.md: cursor paging with ``result_count`` over all pages, NSX
-error bodies, session auth with JSESSIONID + X-XSRF-TOKEN, basic auth, ``_revision`` checks,
-``X-Allow-Overwrite`` for principal-identity routes, all-or-nothing ``PATCH /infra``.
+Follows shared/nsx-policy-api.md and research/issue10-nsx-facts.md: cursor paging with
+``result_count`` over all pages (search: the first page only), NSX error bodies, session auth
+with JSESSIONID + X-XSRF-TOKEN (a bad token: 403 error_code 98), basic and remote auth with
+failed-login counting and lockout, ``_revision`` checks, ``X-Allow-Overwrite`` for
+principal-identity routes, all-or-nothing ``PATCH /infra``, and in VMC mode the reverse proxy
+path with CSP access tokens.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import dataclasses
 import json
 import re
 from http.cookies import SimpleCookie
@@ -17,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from nsx_route_gc.simulator.http import Request, Response
-from nsx_route_gc.simulator.nsx import PROJECTS_PREFIX, NsxState
+from nsx_route_gc.simulator.nsx import CSP_AUTHORIZE, PROJECTS_PREFIX, NsxState
 from nsx_route_gc.simulator.nsx_search import search
 from nsx_route_gc.simulator.nsx_store import (
     NsxFault,
@@ -42,6 +46,11 @@ _OBJECT = re.compile(
 def handle(state: NsxState, req: Request) -> Response:
     """Answer one request; every failure becomes an NSX error body."""
     try:
+        if state.vmc is not None:
+            if req.path == CSP_AUTHORIZE:
+                state.count("csp_token")
+                return _csp_authorize(state, req)
+            req = _through_proxy(state.vmc.base_path, req)
         if req.path == "/api/session/create":
             state.count("nsx_session")
             return _session_create(state, req)
@@ -53,6 +62,9 @@ def handle(state: NsxState, req: Request) -> Response:
             state.destroy_session(_cookie(req) or "")
             return Response(200)
         state.check_rate(user)
+        injected = state.take_next_failure(kind) if kind else None
+        if injected is not None:
+            raise injected
         with state.in_flight():
             return _route(state, req, kind, match, user)
     except NsxFault as fault:
@@ -60,6 +72,17 @@ def handle(state: NsxState, req: Request) -> Response:
         if fault.status == 429 and state.retry_after is not None:
             headers.append(("Retry-After", str(state.retry_after)))
         return Response.json(fault.status, fault.body(), headers)
+
+
+def _through_proxy(base_path: str, req: Request) -> Request:
+    """The request as the manager behind the VMC reverse proxy sees it: only paths under
+    the proxy's base path reach it, and no session login does."""
+    if not req.path.startswith(base_path + "/"):
+        raise NsxFault(404, 404, f"The requested URI {req.path} could not be found.")
+    inner = dataclasses.replace(req, path=req.path[len(base_path) :])
+    if inner.path.startswith("/api/session/"):
+        raise NsxFault(404, 404, "Session login is not available through the proxy.")
+    return inner
 
 
 def _classify(req: Request) -> tuple[str, re.Match[str] | None]:
@@ -88,10 +111,9 @@ def _classify(req: Request) -> tuple[str, re.Match[str] | None]:
 
 def _session_create(state: NsxState, req: Request) -> Response:
     form = {k: v[-1] for k, v in parse_qs(req.body.decode(errors="replace")).items()}
-    if req.method != "POST" or not state.check_password(
-        form.get("j_username", ""), form.get("j_password", "")
-    ):
-        raise NsxFault(403, 403, "The credentials were incorrect or the account is locked.")
+    if req.method != "POST":
+        raise NsxFault(405, 405, "Only POST creates a session.")
+    state.login(form.get("j_username", ""), form.get("j_password", ""))
     session, xsrf = state.create_session(form["j_username"])
     return Response(
         200,
@@ -112,15 +134,51 @@ def _cookie(req: Request) -> str | None:
     return morsel.value if morsel else None
 
 
+def _csp_authorize(state: NsxState, req: Request) -> Response:
+    """The CSP API-token exchange: form ``refresh_token`` -> ``access_token``, ``expires_in``."""
+    vmc = state.vmc
+    assert vmc is not None  # noqa: S101 - only routed here in VMC mode
+    form = {k: v[-1] for k, v in parse_qs(req.body.decode(errors="replace")).items()}
+    with state.lock:
+        token = None
+        if req.method == "POST":
+            token = vmc.exchange(form.get("refresh_token", ""), state.monotonic())
+    if token is None:
+        state.count("csp_token_refused")
+        # CSP's own error shape, not NSX's.
+        payload = {"statusCode": 400, "message": "invalid_grant: Invalid refresh token"}
+        return Response.json(400, payload)
+    ttl = int(vmc.token_ttl)
+    return Response.json(
+        200,
+        {
+            "id_token": "",
+            "token_type": "bearer",
+            "expires_in": str(ttl) if vmc.expires_in_as_string else ttl,
+            "scope": "ALL_PERMISSIONS",
+            "access_token": token,
+            "refresh_token": vmc.refresh_token,
+        },
+    )
+
+
 def _authenticate(state: NsxState, req: Request) -> str:
+    vmc = state.vmc
+    if vmc is not None:
+        token = req.header("csp-auth-token") or ""
+        with state.lock:
+            valid = bool(token) and vmc.valid(token, state.monotonic())
+        if not valid:
+            raise NsxFault(401, 401, "The credentials were incorrect or the token has expired.")
+        return "cloudadmin"
     authorization = req.header("authorization") or ""
-    if authorization.startswith("Basic "):
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme in ("Basic", "Remote"):
         try:
-            user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             user, password = "", ""
-        if not state.check_password(user, password):
-            raise NsxFault(403, 403, "The credentials were incorrect or the account is locked.")
+        state.login(user, password)  # every basic-auth call is a login, counted if refused
         return user
     session_id = _cookie(req)
     if not authorization and session_id is None and req.client_cert in state.principal_identities:
@@ -131,7 +189,8 @@ def _authenticate(state: NsxState, req: Request) -> str:
         raise NsxFault(401, 401, "The session has expired or the credentials are missing.")
     user, xsrf = session
     if req.header("x-xsrf-token") != xsrf:
-        raise NsxFault(403, 403, "Missing or invalid X-XSRF-TOKEN header.")
+        # nsx-operator and nsxlib map 403 with error_code 98 to BadXSRFToken.
+        raise NsxFault(403, 98, "Missing or invalid X-XSRF-TOKEN header.")
     return user
 
 
@@ -144,6 +203,12 @@ def _route(
     if kind == "nsx_search" and req.method == "GET":
         return Response.json(200, search(state, req.query, _page_size(req)))
     if kind == "nsx_list_projects" and req.method == "GET":
+        if state.projects_api is not None:
+            raise NsxFault(
+                state.projects_api,
+                {400: 287, 403: 403, 404: 219}.get(state.projects_api, 0),
+                f"The requested URI {req.path} could not be found or is not supported.",
+            )
         return Response.json(200, _list_projects(state, req))
     if match is None:
         raise NsxFault(404, 219, f"The requested URI {req.path} could not be found.")
@@ -191,7 +256,13 @@ def _page_size(req: Request) -> int:
     return min(size, MAX_PAGE_SIZE)
 
 
-def _paged(items: list[tuple[str, Any]], req: Request, build: Any) -> dict[str, Any]:
+# The last page's cursor with null_cursor: nsxlib stops at any cursor with this prefix.
+NULL_CURSOR = "0000-end-of-results"
+
+
+def _paged(
+    state: NsxState, items: list[tuple[str, Any]], req: Request, build: Any
+) -> dict[str, Any]:
     """A listing page over (sort key, item) pairs already sorted."""
     after, page = decode_cursor(req.query.get("cursor"))
     size = _page_size(req)
@@ -200,6 +271,8 @@ def _paged(items: list[tuple[str, Any]], req: Request, build: Any) -> dict[str, 
     body: dict[str, Any] = {"results": [build(v) for _, v in chunk], "result_count": len(items)}
     if start + size < len(items) and chunk:
         body["cursor"] = encode_cursor(chunk[-1][0], page + 1)
+    elif state.null_cursor:
+        body["cursor"] = NULL_CURSOR
     return body
 
 
@@ -207,6 +280,7 @@ def _list_projects(state: NsxState, req: Request) -> dict[str, Any]:
     with state.lock:
         names = sorted(state.projects)
     return _paged(
+        state,
         [(n, n) for n in names],
         req,
         lambda n: {
@@ -227,7 +301,7 @@ def _list_tier1s(state: NsxState, req: Request, space: str) -> dict[str, Any]:
         if space and space.removeprefix(PROJECTS_PREFIX) not in state.projects:
             raise not_found(space)
         tier1s = sorted((t.id, t) for p, t in state.tier1s.items() if p.startswith(prefix))
-        return _paged(tier1s, req, lambda t: t.render())
+        return _paged(state, tier1s, req, lambda t: t.render())
 
 
 def _list_routes(state: NsxState, req: Request, tier1: Tier1) -> Response:
@@ -248,6 +322,8 @@ def _list_routes(state: NsxState, req: Request, tier1: Tier1) -> Response:
     body = b'{"results":[' + results + b'],"result_count":' + str(count).encode()
     if last is not None:
         body += b',"cursor":' + json.dumps(encode_cursor(last, page + 1)).encode()
+    elif state.null_cursor:
+        body += b',"cursor":' + json.dumps(NULL_CURSOR).encode()
     return Response(200, body + b"}", [("Content-Type", "application/json")])
 
 
@@ -289,6 +365,7 @@ def _write(state: NsxState, req: Request, tier1: Tier1, route_id: str, user: str
             serial=state.next_serial(),
             allow_overwrite=_allow_overwrite(req),
             replace=req.method == "PUT",
+            stale=state.stale_revision,
         )
         _apply(state, [write])
         rendered = render_route(tier1.path, tier1.routes[route_id])
@@ -349,15 +426,16 @@ def _hierarchical(state: NsxState, req: Request, space: str, user: str) -> Respo
             seen.add((t1_path, route_id))
             if delete:
                 write = prepare_delete(
-                    tier1, route_id, route, allow_overwrite=overwrite, check_rev=enforce
-                )
+                    tier1, route_id, route, allow_overwrite=overwrite, check_rev=enforce,
+                    stale=state.stale_revision,
+                )  # fmt: skip
                 if write is None and state.hierarchical_delete_missing == "reject":
                     raise not_found(f"{t1_path}/static-routes/{route_id}")
             else:
                 write = prepare_upsert(
                     tier1, route_id, route, user=user, now_ms=state.now_ms(),
                     serial=state.next_serial(), allow_overwrite=overwrite, replace=False,
-                    check_rev=enforce,
+                    check_rev=enforce, stale=state.stale_revision,
                 )  # fmt: skip
             if write is not None:
                 writes.append(write)

@@ -7,7 +7,8 @@ Supported: terms ``field:value`` joined by ``AND``, a term's values grouped as
 flattened index does. Results are sorted by path and paged with a cursor; default space only
 unless ``context=projects:/orgs/default/projects/p1`` names projects by their full paths
 (comma-separated); a bare project id is refused with 400. ``included_fields=a,b`` keeps only those
-top-level fields of each result.
+top-level fields of each result. ``result_count`` is on the first page only (as NSX
+documents it) unless ``search_count_every_page`` is set.
 """
 
 from __future__ import annotations
@@ -181,7 +182,12 @@ def search(state: NsxState, query: dict[str, str], page_size: int) -> dict[str, 
             if route is not None:
                 obj = render_route(router, route)
                 results.append({f: obj[f] for f in fields if f in obj} if fields else obj)
-    body: dict[str, Any] = {"results": results, "result_count": len(found)}
+    body: dict[str, Any] = {"results": results}
+    # "Count of results found (across all pages), set only on first page".
+    if page == 0 or state.search_count_every_page:
+        body["result_count"] = len(found)
     if start + page_size < len(found) and chunk:
         body["cursor"] = encode_cursor(chunk[-1][0], page + 1)
+    elif state.null_cursor:
+        body["cursor"] = "0000-end-of-results"
     return body

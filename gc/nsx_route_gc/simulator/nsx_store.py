@@ -14,6 +14,7 @@ import bisect
 import ipaddress
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +45,8 @@ class NsxFault(Exception):
         401: "UNAUTHORIZED",
         403: "FORBIDDEN",
         404: "NOT_FOUND",
+        408: "REQUEST_TIMEOUT",
+        409: "CONFLICT",
         412: "PRECONDITION_FAILED",
         429: "TOO_MANY_REQUESTS",
         500: "INTERNAL_SERVER_ERROR",
@@ -269,14 +272,24 @@ def check_protection(existing: StoredRoute, path: str, allow_overwrite: bool) ->
         )
 
 
-def check_revision(existing: StoredRoute, path: str, body: dict[str, Any]) -> None:
+# Makes the answer to a stale _revision: (path, revision given, revision current) -> fault.
+Stale = Callable[[str, object, int], NsxFault]
+
+
+def stale_412(path: str, given: object, current: int) -> NsxFault:
+    return NsxFault(
+        412,
+        604,
+        f"The object {path} was modified by somebody else: revision {given} given, "
+        f"{current} current",
+    )
+
+
+def check_revision(
+    existing: StoredRoute, path: str, body: dict[str, Any], stale: Stale = stale_412
+) -> None:
     if "_revision" in body and body["_revision"] != existing.revision:
-        raise NsxFault(
-            412,
-            604,
-            f"The object {path} was modified by somebody else: revision "
-            f"{body['_revision']} given, {existing.revision} current",
-        )
+        raise stale(path, body["_revision"], existing.revision)
 
 
 def prepare_upsert(
@@ -290,6 +303,7 @@ def prepare_upsert(
     allow_overwrite: bool,
     replace: bool,
     check_rev: bool = True,
+    stale: Stale = stale_412,
 ) -> Write:
     """Validate a PATCH (merge) or PUT (``replace``) of one route, without applying it."""
     path = f"{tier1.path}/static-routes/{route_id}"
@@ -319,7 +333,7 @@ def prepare_upsert(
         if replace and "_revision" not in body:
             raise NsxFault(412, 604, f"_revision is required to replace existing object {path}")
         if check_rev:
-            check_revision(existing, path, body)
+            check_revision(existing, path, body, stale)
         merged = dict(render_route(tier1.path, existing)) if not replace else {}
         merged.update(body)
         route = StoredRoute(
@@ -355,6 +369,7 @@ def prepare_delete(
     *,
     allow_overwrite: bool,
     check_rev: bool,
+    stale: Stale = stale_412,
 ) -> Write | None:
     """Validate deleting one route; None when it does not exist."""
     existing = tier1.routes.get(route_id)
@@ -363,5 +378,5 @@ def prepare_delete(
     path = f"{tier1.path}/static-routes/{route_id}"
     check_protection(existing, path, allow_overwrite)
     if check_rev and body is not None:
-        check_revision(existing, path, body)
+        check_revision(existing, path, body, stale)
     return Write(tier1, route_id, None)

@@ -263,6 +263,25 @@ def ipv6() -> Scenario:
     )
 
 
+def vmc() -> Scenario:
+    """VMware Cloud on AWS: NSX behind the reverse proxy, CSP tokens, no projects."""
+    cgw = "/infra/tier-1s/cgw"
+    scenario = seed()
+    cl2 = scenario.clusters[0]
+    scenario.name = "vmc"
+    scenario.description = (
+        "the seed set-up on VMware Cloud on AWS: the compute gateway cgw behind the reverse "
+        "proxy, auth: vmc with a CSP API token, no projects API; routers discovered"
+    )
+    scenario.tier1s = [cgw]
+    scenario.routes = _routes(_cl1_nodes(), cgw) + _routes(cl2.nodes, cgw) + _foreign(cgw)
+    scenario.config_routers = None
+    scenario.nsx_auth = "vmc"
+    # The last page of each listing ends with a "0000" cursor, as nsxlib expects managers to.
+    scenario.nsx_knobs = {"null_cursor": True}
+    return scenario
+
+
 def management() -> Scenario:
     mgmt = SimCluster(
         "mgmt",
@@ -341,6 +360,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "management": management,
     "tkg": tkg,
     "tkg-cert": tkg_cert,
+    "vmc": vmc,
     "scale-s": lambda: scale_size("S"),
     "scale-m": lambda: scale_size("M"),
     "scale-l": lambda: scale_size("L"),
