@@ -613,15 +613,44 @@ def test_discovery_lists_infra_and_project_tier1s(env: Env) -> None:
     ]
 
 
-def test_discovery_without_projects_api_lists_infra_only(env: Env) -> None:
+@pytest.mark.parametrize(
+    ("status", "code"), [(404, 600), (400, 287), (403, 403), (403, 0)], ids=str
+)
+@pytest.mark.parametrize("auth", ["basic", "session"])
+def test_discovery_without_projects_api_lists_infra_only(
+    env: Env, status: int, code: int, auth: str
+) -> None:
+    """Older managers and VMC answer 404, 400 or 403 there: no projects, logged once; never
+    a failed run, nor a refused login (not even a 403 with NSX's credentials code)."""
+    env.server.expect_request("/api/session/create").respond_with_handler(
+        session_answer("s1", "x1")
+    )
     env.server.expect_request("/policy/api/v1/infra/tier-1s").respond_with_json(
         page([{"id": "tanzu-cl1"}])  # no path: rebuilt from the id
     )
     env.server.expect_request("/policy/api/v1/orgs/default/projects").respond_with_response(
-        nsx_error(404, 600, "not found", http_status="NOT_FOUND")
+        nsx_error(status, code, "not here", http_status="NOT_FOUND")
     )
 
-    assert env.client().list_routers() == [T1]
+    client = env.client(auth=auth)
+    with capture_logs() as logs:
+        assert client.list_routers() == [T1]
+
+    assert [e["event"] for e in logs].count("nsx.projects.unsupported") == 1
+    assert client.request_counts.get("relogin", 0) == 0
+
+
+def test_a_listing_ends_at_a_0000_cursor(env: Env) -> None:
+    """nsxlib's NULL_CURSOR_PREFIX: a last page may carry a cursor of 0000..."""
+    env.server.expect_ordered_request(ROUTES).respond_with_json(
+        page([nsx_route(0)], cursor="c1", total=2)
+    )
+    env.server.expect_ordered_request(
+        ROUTES, query_string={"page_size": "1000", "cursor": "c1"}
+    ).respond_with_json(page([nsx_route(1)], cursor="0000000000000000-end", total=2))
+
+    assert len(env.client().list_routes(T1)) == 2
+    assert len(env.server.log) == 2
 
 
 # ---------------------------------------------------------------------------------- writes

@@ -188,3 +188,42 @@ def test_a_failing_search_is_an_api_error_after_retries(server: HTTPServer) -> N
     with pytest.raises(NsxError, match="503"):
         nsx.search_route_presence([T1])
     assert nsx.request_counts["search"] == 2
+
+
+def test_result_count_on_the_first_page_only_and_a_0000_cursor_ends(server: HTTPServer) -> None:
+    """NSX sets result_count "only on first page"; nsxlib stops at a cursor of 0000..."""
+    pages = {
+        "": page([hit(T1, "a")], 3, "c1"),
+        "c1": {"results": [hit(T1, "b")], "cursor": "c2"},
+        "c2": {"results": [hit(T1, "c")], "cursor": "00000000-end"},
+    }
+
+    def answer(request: Request) -> Response:
+        body = pages[request.args.get("cursor", "")]
+        return Response(json.dumps(body), content_type="application/json")
+
+    server.expect_request(SEARCH).respond_with_handler(answer)
+
+    found = client(server, page_size=1).search_route_presence([T1])
+
+    assert sorted(found[T1]) == [f"{T1}/static-routes/{r}" for r in "abc"]
+    assert len(server.log) == 3
+
+
+def test_a_first_page_without_result_count_is_malformed(server: HTTPServer) -> None:
+    server.expect_request(SEARCH).respond_with_json({"results": [hit(T1, "a")]})
+
+    with pytest.raises(NsxError, match="no result_count"):
+        client(server).search_route_presence([T1])
+
+
+@pytest.mark.parametrize("code", [60508, 60514, 60515])
+def test_search_index_troubles_fail_the_search_unretried(server: HTTPServer, code: int) -> None:
+    """400 with 60508 (indexing), 60514 (timeout), 60515 (out of sync): the caller lists
+    instead (nsx.confirm), so no retry is spent."""
+    server.expect_request(SEARCH).respond_with_json({"error_code": code}, status=400)
+
+    nsx = client(server)
+    with pytest.raises(NsxError, match=f"error_code={code}"):
+        nsx.search_route_presence([T1])
+    assert nsx.request_counts == {"search": 1}

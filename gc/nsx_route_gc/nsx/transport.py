@@ -125,6 +125,7 @@ class NsxTransport:
         refresh = settings.vmc_token.reveal() if settings.vmc_token else ""
         # Values never to be shown; session cookies, XSRF and access tokens join at login.
         self._secrets: set[str] = {s for s in (password, credential, refresh) if s}
+        register_secret(refresh)  # for every log line too, as bound_run does for a run
 
         self._owns_session = session is None
         self._session = session if session is not None else _new_session(settings.concurrency)
@@ -355,9 +356,16 @@ class NsxTransport:
             ) from exc
         except _TRANSIENT as exc:
             return exc
-        except (requests.RequestException, OSError) as exc:
-            # OSError: requests reports an unreadable CA bundle or client certificate so.
+        except requests.RequestException as exc:
             raise NsxError(f"NSX {method} {path} failed: {self._detail(exc)}") from exc
+        except OSError as exc:
+            # requests reports an unreadable CA bundle or client certificate so.
+            raise self._refuse(
+                NsxAccessError(
+                    f"NSX {method} {path} failed: {self._detail(exc)}; check nsx.ca_file, "
+                    "nsx.client_cert_file and nsx.client_key_file"
+                )
+            ) from exc
 
     def _retry_delay(self, attempt: int, outcome: requests.Response | Exception) -> float:
         if isinstance(outcome, requests.Response):
