@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nsx_route_gc.config import Secret, load_config, normalise_host, parse_duration
+from nsx_route_gc.config import NsxSettings, Secret, load_config, normalise_host, parse_duration
 from nsx_route_gc.errors import ConfigError
 
 CANARY = "canary-S3cr3t-pw"
@@ -302,3 +302,100 @@ def test_secret_never_shows_itself() -> None:
     assert CANARY not in str(s)
     assert CANARY not in f"{s}"
     assert s.reveal() == CANARY
+
+
+# --- auth: vmc ---------------------------------------------------------------------------
+
+PROXY = "nsx-1-2-3-4.rp.vmwarevmc.com/vmc/reverse-proxy/api/orgs/o1/sddcs/s1/sks-nsxt-manager"
+VMC = f"""
+nsx:
+  host: {PROXY}
+  auth: vmc
+  vmc_access_token_file: token
+  routers: [/infra/tier-1s/cgw]
+"""
+AUTHORIZE = "/csp/gateway/am/api/auth/api-tokens/authorize"
+
+
+def vmc_config(tmp_path: Path, text: str = VMC, **environ: str) -> NsxSettings:
+    (tmp_path / "token").write_text("canary-file-T0KEN\n")
+    return load_config(write(tmp_path, text), environ).config.nsx
+
+
+def test_vmc_reads_the_token_file_and_defaults_the_auth_host(tmp_path: Path) -> None:
+    nsx = vmc_config(tmp_path)
+
+    assert nsx.auth == "vmc"
+    assert nsx.base_url == f"https://{PROXY}"
+    assert nsx.vmc_token == Secret("canary-file-T0KEN")
+    assert nsx.vmc_auth_url == f"https://console.cloud.vmware.com{AUTHORIZE}"
+    assert nsx.vmc_auth_verify is True  # the system trust store, never nsx.ca_file
+    assert nsx.username is None
+    assert nsx.password is None
+
+
+def test_vmc_environment_wins_and_requests_ca_bundle_verifies_the_auth_host(
+    tmp_path: Path,
+) -> None:
+    nsx = vmc_config(
+        tmp_path,
+        NSXT_VMC_ACCESS_TOKEN="canary-env-T0KEN",
+        NSXT_VMC_AUTH_HOST="console-stg.cloud.vmware.com",
+        REQUESTS_CA_BUNDLE="/etc/ssl/corp.pem",
+    )
+
+    assert nsx.vmc_token == Secret("canary-env-T0KEN")
+    assert nsx.vmc_auth_url == f"https://console-stg.cloud.vmware.com{AUTHORIZE}"
+    assert nsx.vmc_auth_verify == "/etc/ssl/corp.pem"
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("console.cloud.vmware.com", f"https://console.cloud.vmware.com{AUTHORIZE}"),
+        # The CCM and terraform take host and path: used as given.
+        (f"console.cloud.vmware.com{AUTHORIZE}", f"https://console.cloud.vmware.com{AUTHORIZE}"),
+        (
+            "https://h:8443/csp/gateway/am/api/auth/authorize",
+            "https://h:8443/csp/gateway/am/api/auth/authorize",
+        ),
+    ],
+)
+def test_vmc_auth_host_forms(tmp_path: Path, given: str, url: str) -> None:
+    nsx = vmc_config(tmp_path, VMC + f"  vmc_auth_host: {given}\n")
+    assert nsx.vmc_auth_url == url
+
+
+@pytest.mark.parametrize(
+    ("extra", "environ", "names"),
+    [
+        ("  vmc_auth_host: http://h\n", {}, "nsx.vmc_auth_host: the VMC auth host is reached over"),
+        ("  vmc_auth_host: h/elsewhere\n", {}, "nsx.vmc_auth_host: expected a path under /csp"),
+        ("", {"NSXT_VMC_AUTH_HOST": "h?x=1"}, "NSXT_VMC_AUTH_HOST: expected a host"),
+    ],
+)
+def test_bad_vmc_auth_hosts_name_the_key(
+    tmp_path: Path, extra: str, environ: dict[str, str], names: str
+) -> None:
+    with pytest.raises(ConfigError, match=names):
+        vmc_config(tmp_path, VMC + extra, **environ)
+
+
+def test_vmc_without_a_token_names_both_sources(tmp_path: Path) -> None:
+    text = VMC.replace("  vmc_access_token_file: token\n", "")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), {})
+    assert "nsx.vmc_access_token_file" in str(caught.value)
+    assert "NSXT_VMC_ACCESS_TOKEN" in str(caught.value)
+
+
+def test_a_token_in_the_environment_means_vmc_unless_auth_says_otherwise(tmp_path: Path) -> None:
+    text = f"nsx:\n  host: {PROXY}\n"
+    loaded = load_config(write(tmp_path, text), {"NSXT_VMC_ACCESS_TOKEN": "canary-env-T0KEN"})
+    assert loaded.config.nsx.auth == "vmc"
+
+    text = "nsx:\n  host: h\n  username: admin\n  password_file: pw\n  auth: session\n"
+    loaded = load_config(write(tmp_path, text), {"NSXT_VMC_ACCESS_TOKEN": "canary-env-T0KEN"})
+    assert loaded.config.nsx.auth == "session"
+    assert loaded.config.nsx.vmc_token is None
+    assert any("VMC API token" in w for w in loaded.warnings)

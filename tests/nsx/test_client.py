@@ -388,7 +388,8 @@ def test_a_rejected_login_is_tried_once_and_names_what_to_check(env: Env) -> Non
 
     message = str(caught.value)
     assert "POST /api/session/create (403 error_code=403: Login failed)" in message
-    assert "nsx.username" in message and "NSXT_PASSWORD" in message
+    assert "nsx.username" in message
+    assert "NSXT_PASSWORD" in message
     assert len(env.server.log) == 1  # no login loop, no session to destroy
 
 

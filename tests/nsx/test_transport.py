@@ -162,7 +162,8 @@ def test_a_refused_basic_login_is_sent_once_however_many_threads_ask(env: Env) -
 
     assert len(env.server.log) == 1  # one failed login: NSX locks the account after 5
     assert len(set(outcomes)) == 1
-    assert "nsx.username" in outcomes[0] and "NSXT_PASSWORD" in outcomes[0]
+    assert "nsx.username" in outcomes[0]
+    assert "NSXT_PASSWORD" in outcomes[0]
     assert "not retried" in outcomes[0]
 
 
@@ -189,7 +190,9 @@ def test_certificate_auth_refused_names_the_certificate(env: Env, tmp_path: Path
     (tmp_path / "c.pem").write_text("unused over plain http")
     client = env.client(auth="certificate", client_cert_file=tmp_path / "c.pem", username=None)
 
-    with pytest.raises(NsxAccessError, match="check nsx.client_cert_file and nsx.client_key_file"):
+    with pytest.raises(
+        NsxAccessError, match=r"check nsx\.client_cert_file and nsx\.client_key_file"
+    ):
         client.list_routes(T1)
 
 
@@ -250,7 +253,7 @@ def test_an_unreachable_manager_ends_the_run_once(env: Env) -> None:
 def test_an_unreadable_client_certificate_names_the_files(env: Env, tmp_path: Path) -> None:
     client = env.client(auth="certificate", client_cert_file=tmp_path / "gone.pem")
 
-    with pytest.raises(NsxAccessError, match="check nsx.ca_file, nsx.client_cert_file"):
+    with pytest.raises(NsxAccessError, match=r"check nsx\.ca_file, nsx\.client_cert_file"):
         client.list_routes(T1)
     assert env.server.log == []
 
@@ -258,7 +261,9 @@ def test_an_unreadable_client_certificate_names_the_files(env: Env, tmp_path: Pa
 def test_an_unknown_host_ends_the_run_naming_nsx_host(env: Env) -> None:
     client = env.client(base_url="https://nsx.invalid", max_attempts=1)
 
-    with pytest.raises(NsxAccessError, match="cannot reach NSX at nsx.invalid: .*check nsx.host"):
+    with pytest.raises(
+        NsxAccessError, match=r"cannot reach NSX at nsx\.invalid: .*check nsx\.host"
+    ):
         client.list_routes(T1)
 
 
@@ -388,7 +393,8 @@ def test_a_refused_vmc_token_ends_the_run_naming_the_token(vmc: Env, tls: Tls, s
 
     message = str(caught.value)
     assert "NSXT_VMC_ACCESS_TOKEN or nsx.vmc_access_token_file" in message
-    assert REFRESH not in message and REFRESH not in repr(logs)
+    assert REFRESH not in message
+    assert REFRESH not in repr(logs)
     assert len(vmc.server.log) == 1
 
 

@@ -108,7 +108,8 @@ def simulated(tmp: Path, scenario: str | Scenario = "seed", **policy: object) ->
     loaded.policy = {**loaded.policy, **policy}
     with Simulator(loaded) as sim:
         path = sim.write_config(tmp / "sim")
-        config = load_config(path, {}).config
+        # Nothing of the real environment: only what the scenario needs (VMC: the CA).
+        config = load_config(path, sim.client_env(tmp / "sim")).config
         yield Env(sim, config, path, tmp)
 
 

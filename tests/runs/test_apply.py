@@ -188,6 +188,46 @@ def test_drift_after_judgement_is_caught_by_the_re_read(tmp_path: Path) -> None:
         assert outcome.exit_code == 1  # a planned deletion was not done
 
 
+CONFLICTS = ["412", "409", "400/500087", "400/500232", "400/100148", "404/500090"]
+
+
+@pytest.mark.parametrize("conflict", CONFLICTS)
+def test_a_batch_refused_as_changed_holds_the_changed_route(tmp_path: Path, conflict: str) -> None:
+    """Every form NSX gives "changed since read" in: the batch falls back route by route and
+    the changed route is held, never a failed deletion."""
+    with simulated(tmp_path) as env:
+        env.sim.nsx.revision_conflict = conflict
+
+        def drift(_counts: dict[str, int]) -> bool:
+            env.sim.nsx.bump_revision(T1, CL1_A)
+            return True
+
+        outcome = env.apply(confirm=drift)
+        by_id = rows(outcome)
+        assert by_id[CL1_A]["action"] == "held"
+        assert by_id[CL1_A]["hold_reason"].startswith("changed-since-plan")
+        assert by_id[CL1_B]["action"] == by_id[CL1_C]["action"] == "deleted"
+        assert outcome.report is not None
+        assert outcome.report["apply"]["failed"] == 0
+        assert env.sim.nsx.counters["nsx_hierarchical"] == 1
+
+
+@pytest.mark.parametrize("conflict", CONFLICTS)
+def test_a_delete_refused_as_changed_is_held(tmp_path: Path, conflict: str) -> None:
+    """The route-by-route fallback: a DELETE answered with a revision conflict is held."""
+    status, _, code = conflict.partition("/")
+    with simulated(tmp_path) as env:
+        env.sim.nsx.fail_hierarchical(times=1, status=400)
+        env.sim.nsx.fail_next("nsx_delete", status=int(status), error_code=int(code or 604))
+        outcome = env.apply()
+        actions = sorted(rows(outcome)[rid]["action"] for rid in CL1_IDS)
+        assert actions == ["deleted", "deleted", "held"]
+        held = [rows(outcome)[rid] for rid in CL1_IDS if rows(outcome)[rid]["action"] == "held"]
+        assert held[0]["hold_reason"].startswith("changed-since-plan: NSX refused the delete")
+        assert outcome.report is not None
+        assert outcome.report["apply"]["failed"] == 0
+
+
 def test_rejected_batch_falls_back_to_single_deletes(tmp_path: Path) -> None:
     with simulated(tmp_path) as env:
         env.sim.nsx.fail_hierarchical(times=1, status=400)

@@ -32,12 +32,14 @@ SCENARIOS = [
     "management",
     "tkg",
     "tkg-cert",
+    "vmc",
     "scale-s",
 ]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NSXT_", "NSX_ROUTE_GC_"))}
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "nsx_route_gc", *args],
         capture_output=True,
@@ -64,6 +66,7 @@ def test_scan_scenario(name: str, tmp_path: Path) -> None:
             *tkg,
             "--report-dir",
             str(tmp_path / "r"),
+            extra_env=sim.client_env(tmp_path / "sim"),
         )
         deletes = sim.nsx.counters.get("nsx_delete", 0) + sim.nsx.counters.get(
             "nsx_hierarchical", 0
@@ -147,3 +150,114 @@ def test_simulate_tkg_prints_the_scan_with_its_tkg_files(tmp_path: Path) -> None
         "--report-dir",
         f"{tmp_path}/reports",
     ]
+
+
+# --- issue 10: the manager as it really answers ---------------------------------------------
+
+
+def run_json(
+    *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return cli("--log-format", "json", *args, extra_env=extra_env)
+
+
+def test_a_vmc_configuration_scans_and_applies(tmp_path: Path) -> None:
+    """auth: vmc through the reverse proxy path, the CSP token from the simulator's auth host
+    (trusted through REQUESTS_CA_BUNDLE, as the system trust store would be), no projects."""
+    with Simulator(load_scenario("vmc")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        env = sim.client_env(tmp_path / "sim")
+        scan = run_json("scan", "--config", str(config), "--report-dir", str(tmp_path / "scan"),
+                        extra_env=env)  # fmt: skip
+        assert scan.returncode == 0, scan.stderr[-2000:]
+        plan = tmp_path / "scan" / "report.json"
+        apply = run_json("apply", "--config", str(config), "--plan", str(plan), "--yes",
+                         "--report-dir", str(tmp_path / "apply"), extra_env=env)  # fmt: skip
+        counters = dict(sim.nsx.counters)
+        remaining = {r["id"] for r in sim.nsx.routes("/infra/tier-1s/cgw")}
+        token = sim.nsx.vmc.refresh_token if sim.nsx.vmc else ""
+    assert apply.returncode == 0, apply.stderr[-2000:]
+    report = json.loads((tmp_path / "apply" / "report.json").read_text())
+    assert report["summary"]["actions"]["deleted"] == 3
+    assert len(remaining) == 5
+    assert counters["csp_token"] == 2  # one exchange a run
+    assert counters.get("csp_token_refused", 0) == 0
+    assert counters.get("nsx_session", 0) == 0  # no session login through the proxy
+    assert counters["nsx_list_projects"] == 1  # scan discovered; 403 there: no projects
+    for text in (scan.stderr, apply.stderr, apply.stdout, json.dumps(report)):
+        assert token not in text
+
+
+def test_two_transaction_aborts_on_a_listing_cost_nothing(tmp_path: Path) -> None:
+    with Simulator(load_scenario("seed")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        sim.nsx.fail_next("nsx_list_routes", 2, status=500, error_code=607)
+        result = run_json("scan", "--config", str(config), "--report-dir", str(tmp_path / "r"))
+        counters = dict(sim.nsx.counters)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert {k: v for k, v in report["summary"]["verdicts"].items() if v} == {
+        "orphaned": 3,
+        "live": 3,
+        "foreign": 2,
+    }
+    assert report["nsx"]["router_errors"] == []
+    assert counters["injected_500"] == 2
+    assert counters["nsx_list_routes"] == 3
+
+
+@pytest.mark.parametrize("auth", ["session", "basic"])
+def test_a_wrong_password_makes_one_login_attempt_a_run(tmp_path: Path, auth: str) -> None:
+    scenario = load_scenario("seed")
+    routers = [f"/infra/tier-1s/tanzu-cl{n}" for n in range(1, 11)]
+    scenario.tier1s = routers
+    scenario.config_routers = routers
+    with Simulator(scenario) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        text = config.read_text().replace("auth: session", f"auth: {auth}")
+        config.write_text(text)
+        (tmp_path / "sim" / "nsx-password").write_text("not-the-password\n")
+        result = run_json("scan", "--config", str(config), "--report-dir", str(tmp_path / "r"))
+        counters = dict(sim.nsx.counters)
+    assert result.returncode == 1
+    assert not (tmp_path / "r" / "report.json").exists()  # no report of routes
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("nsx-route-gc: error: NSX at ")
+    assert "check nsx.username (NSXT_USERNAME) and its password" in error
+    assert "nsx.password_file or NSXT_PASSWORD" in error
+    assert counters["nsx_login_failed"] == 1
+    assert counters.get("nsx_session", 0) == (1 if auth == "session" else 0)
+    # Basic auth: the first call is the login, and no other call follows it.
+    assert counters.get("nsx_list_routes", 0) == (0 if auth == "session" else 1)
+
+
+def test_scan_then_apply_confirms_deletions_with_search_not_listings(tmp_path: Path) -> None:
+    """The default grace period (1h): the deleted routes were indexed long ago, so the
+    search vouches for them, over several pages whose later ones carry no result_count."""
+    with Simulator(load_scenario("seed")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        config.write_text(
+            config.read_text().replace("  auth: session", "  page_size: 2\n  auth: session")
+        )
+        assert "min_age: 1h" in config.read_text()
+        scan = run_json("scan", "--config", str(config), "--report-dir", str(tmp_path / "scan"))
+        assert scan.returncode == 0, scan.stderr[-2000:]
+        sim.nsx.reset_counters()
+        plan = tmp_path / "scan" / "report.json"
+        apply = run_json("apply", "--config", str(config), "--plan", str(plan), "--yes",
+                         "--report-dir", str(tmp_path / "apply"))  # fmt: skip
+        counters = dict(sim.nsx.counters)
+    assert apply.returncode == 0, apply.stderr[-2000:]
+    report = json.loads((tmp_path / "apply" / "report.json").read_text())
+    assert report["summary"]["actions"]["deleted"] == 3
+    assert {r["note"] for r in report["routes"] if r["action"] == "deleted"} == {
+        "deleted: confirmed gone"
+    }
+    # 8 routes in pages of 2: the apply's own listing; the 5 left are found in 3 search pages.
+    assert counters["nsx_list_routes"] == 4
+    assert counters["nsx_search"] == 3
+    assert counters["nsx_hierarchical"] == 1
+    assert counters.get("nsx_get", 0) == counters.get("nsx_delete", 0) == 0
+    events = [json.loads(line)["event"] for line in apply.stderr.splitlines()]
+    assert "router.confirm_search_untrusted" not in events
+    assert "routes.confirm_search_failed" not in events

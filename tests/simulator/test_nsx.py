@@ -13,6 +13,7 @@ import requests
 import trustme
 
 from nsx_route_gc.simulator import SimRoute, Simulator, load_scenario
+from nsx_route_gc.simulator.nsx import LOGIN_REFUSED
 from nsx_route_gc.simulator.scenarios import T1
 
 NOW = 1_700_000_000.0
@@ -517,3 +518,132 @@ def test_stop_leaves_no_thread_behind_even_with_open_keep_alive_connections() ->
     assert set(threading.enumerate()) - before == set()
     nsx.session.close()
     kube.close()
+
+
+# --- issue 10: the manager as it really answers ---------------------------------------------
+
+
+def test_five_failed_logins_lock_the_account_with_the_same_answer(sim: Simulator) -> None:
+    """NSX's defaults: 5 failures within 900 s lock the account for 900 s; while locked
+    the right password is refused with the wrong one's answer, and restarts the lockout."""
+    now = [1000.0]
+    sim.nsx.monotonic = lambda: now[0]
+    verify = str(sim.ca_pem_path)
+
+    def login(password: str) -> requests.Response:
+        return requests.post(
+            f"{sim.nsx_url}/api/session/create",
+            data={"j_username": "admin", "j_password": password},
+            verify=verify,
+            timeout=10,
+        )
+
+    def basic(password: str) -> requests.Response:
+        return requests.get(
+            sim.nsx_url + ROUTES, auth=("admin", password), verify=verify, timeout=10
+        )
+
+    wrong = [login("wrong") for _ in range(4)]
+    assert login(sim.nsx.password).status_code == 200  # 4 failures: not locked yet
+    wrong += [login("wrong") for _ in range(4)] + [basic("wrong")]  # basic auth counts too
+    assert sim.nsx.locked("admin")
+    refused = [login(sim.nsx.password), basic(sim.nsx.password)]
+    answers = {
+        (r.status_code, r.json()["error_code"], r.json()["error_message"]) for r in wrong + refused
+    }
+    assert answers == {(403, 403, LOGIN_REFUSED)}
+    now[0] += 899  # the last refused attempt restarted the lockout
+    assert login(sim.nsx.password).status_code == 403
+    now[0] += 901
+    assert login(sim.nsx.password).status_code == 200
+    assert sim.nsx.counters["nsx_login_failed"] == 12
+    assert sim.nsx.counters["nsx_lockout"] == 1
+
+
+def test_injected_failures_by_kind_answer_nsx_error_bodies(sim: Simulator, nsx: Nsx) -> None:
+    sim.nsx.fail_next("nsx_list_routes", 2, status=500, error_code=607)
+    sim.nsx.fail_next("nsx_search", 1, status=400, error_code=60508)
+    first, second = _error(nsx.call("GET", ROUTES), 500), _error(nsx.call("GET", ROUTES), 500)
+    assert first["error_code"] == second["error_code"] == 607
+    assert nsx.call("GET", ROUTES).status_code == 200
+    assert _error(_search(nsx, "resource_type:StaticRoutes"), 400)["error_code"] == 60508
+    assert _search(nsx, "resource_type:StaticRoutes").status_code == 200
+    assert sim.nsx.counters["injected_500"] == 2
+    assert sim.nsx.counters["injected_400"] == 1
+
+
+@pytest.mark.parametrize(
+    ("conflict", "status", "code"),
+    [("409", 409, 604), ("400/500087", 400, 500087), ("400/500232", 400, 500232),
+     ("400/100148", 400, 100148), ("404/500090", 404, 500090)],
+)  # fmt: skip
+def test_revision_conflict_variants(
+    sim: Simulator, nsx: Nsx, conflict: str, status: int, code: int
+) -> None:
+    sim.nsx.revision_conflict = conflict
+    sim.nsx.bump_revision(T1, CL1_138)
+    stale = _batch((CL1_138, 0, True))
+    answer = nsx.call(
+        "PATCH", "/policy/api/v1/infra", params={"enforce_revision_check": "true"}, json=stale
+    )
+    assert _error(answer, status)["error_code"] == code
+    assert sim.nsx.get_route(T1, CL1_138) is not None
+
+
+def test_null_cursor_marks_the_last_page(sim: Simulator, nsx: Nsx) -> None:
+    sim.nsx.null_cursor = True
+    first = nsx.call("GET", ROUTES, params={"page_size": 5}).json()
+    last = nsx.call("GET", ROUTES, params={"page_size": 5, "cursor": first["cursor"]}).json()
+    assert not first["cursor"].startswith("0000")
+    assert last["cursor"].startswith("0000")
+    assert len(first["results"]) + len(last["results"]) == 8
+
+
+@pytest.mark.parametrize("status", [400, 403, 404])
+def test_a_manager_without_projects(sim: Simulator, nsx: Nsx, status: int) -> None:
+    sim.nsx.projects_api = status
+    _error(nsx.call("GET", "/policy/api/v1/orgs/default/projects"), status)
+
+
+def test_vmc_serves_nsx_behind_the_proxy_with_csp_tokens() -> None:
+    for sim in _sim("vmc"):
+        vmc = sim.nsx.vmc
+        assert vmc is not None
+        verify = str(sim.ca_pem_path)
+        csp = f"{sim.nsx_url}/csp/gateway/am/api/auth/api-tokens/authorize"
+        refused = requests.post(csp, data={"refresh_token": "nope"}, verify=verify, timeout=10)
+        assert refused.status_code == 400
+        answer = requests.post(
+            csp, data={"refresh_token": vmc.refresh_token}, verify=verify, timeout=10
+        )
+        token = answer.json()["access_token"]
+        assert answer.json()["expires_in"] == 1800
+        routes = f"{sim.nsx_host}/policy/api/v1/infra/tier-1s/cgw/static-routes"
+        ok = requests.get(routes, headers={"csp-auth-token": token}, verify=verify, timeout=10)
+        assert ok.json()["result_count"] == 8
+        assert ok.json()["cursor"].startswith("0000")  # the scenario's null cursors
+        _error(requests.get(routes, verify=verify, timeout=10), 401)
+        basic = requests.get(routes, auth=("admin", sim.nsx.password), verify=verify, timeout=10)
+        _error(basic, 401)
+        outside = f"{sim.nsx_url}/policy/api/v1/infra/tier-1s/cgw/static-routes"
+        _error(
+            requests.get(outside, headers={"csp-auth-token": token}, verify=verify, timeout=10), 404
+        )
+        session = requests.post(f"{sim.nsx_host}/api/session/create", verify=verify, timeout=10)
+        _error(session, 404)
+        projects = f"{sim.nsx_host}/policy/api/v1/orgs/default/projects"
+        _error(
+            requests.get(projects, headers={"csp-auth-token": token}, verify=verify, timeout=10),
+            403,
+        )
+        vmc.expires_in_as_string = True
+        again = requests.post(
+            csp, data={"refresh_token": vmc.refresh_token}, verify=verify, timeout=10
+        )
+        assert again.json()["expires_in"] == "1800"
+        vmc.expire_tokens()
+        _error(
+            requests.get(routes, headers={"csp-auth-token": token}, verify=verify, timeout=10), 401
+        )
+        assert sim.nsx.counters["csp_token"] == 3
+        assert sim.nsx.counters["csp_token_refused"] == 1

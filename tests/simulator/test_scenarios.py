@@ -37,12 +37,23 @@ def test_every_scenario_serves_and_writes_a_readable_config(name: str, tmp_path:
             assert_tkg_files(sim, tmp_path)
         else:
             nsx = config["nsx"]
-            assert nsx["host"] == sim.nsx_url
-            assert nsx["auth"] == "session"
+            assert nsx["host"] == sim.nsx_host
             assert Path(nsx["ca_file"]).read_bytes() == sim.ca_pem
-            password = Path(nsx["password_file"])
-            assert password.read_text().strip() == sim.nsx.password
-            assert stat.S_IMODE(password.stat().st_mode) == 0o600
+            if name == "vmc":
+                assert nsx["auth"] == "vmc"
+                assert nsx["host"].startswith(sim.nsx_url + "/vmc/reverse-proxy/api/orgs/")
+                assert nsx["vmc_auth_host"] == sim.nsx_url.removeprefix("https://")
+                secret = Path(nsx["vmc_access_token_file"])
+                assert sim.nsx.vmc is not None
+                assert secret.read_text().strip() == sim.nsx.vmc.refresh_token
+                assert sim.client_env(tmp_path) == {"REQUESTS_CA_BUNDLE": nsx["ca_file"]}
+            else:
+                assert nsx["host"] == sim.nsx_url
+                assert nsx["auth"] == "session"
+                secret = Path(nsx["password_file"])
+                assert secret.read_text().strip() == sim.nsx.password
+                assert sim.client_env(tmp_path) == {}
+            assert stat.S_IMODE(secret.stat().st_mode) == 0o600
             assert ("routers" in nsx) == (scenario.config_routers is not None)
         for cluster in config.get("clusters", []):
             kubeconfig = yaml.safe_load(Path(cluster["kubeconfig"]).read_text())

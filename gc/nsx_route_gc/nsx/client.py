@@ -28,7 +28,7 @@ from nsx_route_gc.nsx.query import (
     route_presence_query,
     search_context,
 )
-from nsx_route_gc.nsx.transport import API_PREFIX, NsxTransport
+from nsx_route_gc.nsx.transport import API_PREFIX, NsxTransport, is_revision_conflict
 
 log = structlog.get_logger(__name__)
 
@@ -151,15 +151,22 @@ class NsxClient:
         return route_from_nsx(obj, router)
 
     def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
-        """Delete a route: True when NSX accepted, False when it was already gone (404)."""
+        """Delete a route: True when NSX accepted, False when it was already gone (404);
+        a 404 with error_code 500090 (NSX's stale-revision form) is raised instead."""
+        rest = API_PREFIX + route_path
         response = self._http.request(
             "DELETE",
-            API_PREFIX + route_path,
+            rest,
             kind="delete",
             headers=_overwrite_header(allow_overwrite),
             allow=(404,),
         )
-        return response.status_code != 404
+        if response.status_code != 404:
+            return True
+        error = self._http.api_error("DELETE", rest, response)
+        if is_revision_conflict(error):
+            raise error  # 404 with 500090: a stale revision, or gone; the caller reads
+        return False
 
     def patch_route(
         self, route_path: str, body: dict[str, Any], *, allow_overwrite: bool = False

@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar
 
 import structlog
 
-from nsx_route_gc.errors import NsxError
+from nsx_route_gc.errors import NsxApiError, NsxError
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import Action, Route, RouteVerdict
 from nsx_route_gc.nsx.confirm import Presence, RouteSearch, search_presence
@@ -369,13 +369,27 @@ class Deleter:
             )
         except NsxError as exc:
             if is_revision_conflict(exc):
-                # Changed between the re-read and the DELETE: held, never a failure.
-                return held(checked, f"changed-since-plan: NSX refused the delete ({exc})")
+                return self._conflicted(checked, exc)
             return failed(checked, str(exc))
         if not accepted:
             # A 404 is believed only once a read agrees.
             return self._confirm_gone(checked, "already-gone: NSX answered 404 to the DELETE")
         return self._confirm_gone(checked)
+
+    def _conflicted(self, v: RouteVerdict, exc: NsxError) -> DeletionResult:
+        """NSX refused the DELETE as a revision conflict: the route changed since it was
+        re-read (held, never a failure), unless a read shows it gone after all (404 with
+        500090 is also how NSX names a path that no longer exists)."""
+        try:
+            current = self.nsx.get_route(v.route.path)
+        except NsxError:
+            current = v.route  # unknown: the conservative side is to hold it
+        if current is None:
+            status = exc.status if isinstance(exc, NsxApiError) else None
+            return gone(v, f"already-gone: NSX answered {status} to the DELETE")
+        if marked_for_delete(current):
+            return gone(v, NOTE_MARKED)
+        return held(v, f"changed-since-plan: NSX refused the delete ({exc})")
 
     def _confirm_gone(self, v: RouteVerdict, note: str = NOTE_DELETED) -> DeletionResult:
         problem = ""
