@@ -9,6 +9,7 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -146,6 +147,27 @@ def test_help_names_every_command() -> None:
     assert code == 0
     for command in ("scan", "demo", "simulate"):
         assert command in out
+
+
+def test_simulate_lists_the_vmc_scenario() -> None:
+    code, out, _ = run("simulate", "--list")
+    assert code == 0
+    assert "vmc" in out.split()
+
+
+def test_simulate_tells_how_to_trust_the_vmc_auth_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nsx_route_gc.runs import demo  # noqa: PLC0415 - patched where the CLI finds it
+
+    def serve_once(scenario: str, directory: Path, on_ready: Any) -> None:
+        with Simulator(load_scenario(scenario)) as sim:
+            on_ready(sim.write_config(directory), sim)
+
+    monkeypatch.setattr(demo, "serve", serve_once)
+    code, out, _ = run("simulate", "--scenario", "vmc", "--dir", str(tmp_path))
+    assert code == 0
+    assert f"Try: REQUESTS_CA_BUNDLE={tmp_path.resolve()}/ca.pem nsx-route-gc scan" in out
 
 
 def test_demo_runs_the_real_scan(tmp_path: Path) -> None:

@@ -299,3 +299,23 @@ def test_results_and_logs_keep_the_candidates_order(workers: int) -> None:
         deleted = [(e["router"], e["route"]) for e in logs if e["event"] == "route.deleted"]
         assert sorted(deleted) == sorted(keys)
         assert all(e["nsx_object"] for e in logs if e["event"] == "route.deleted")
+
+
+@pytest.mark.parametrize("code", [60508, 60514, 60515])
+def test_a_search_index_in_trouble_makes_the_routers_listed(code: int) -> None:
+    """400 with 60508 (indexing in progress), 60514 (timeout), 60515 (out of sync): no
+    retry, each router is listed instead, and every deletion is still confirmed."""
+    with simulated() as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS)
+        sim.nsx.fail_next("nsx_search", 10, status=400, error_code=code)
+        with capture_logs() as logs:
+            results = delete(sim, nsx, candidates, listed=listed)
+
+        assert calls(sim) == {
+            "nsx_hierarchical": len(ROUTERS),
+            "nsx_search": 1,
+            "injected_400": 1,
+            "nsx_list_routes": len(ROUTERS),
+        }
+        assert "routes.confirm_search_failed" in [e["event"] for e in logs]
+        assert notes(results) == {NOTE_DELETED}

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from factories import ccm_route as factory_route
 from nsx_route_gc.cli import cli
+from nsx_route_gc.config import Secret
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict, plan_sha256
 from nsx_route_gc.nsx.client import NsxClient
@@ -599,3 +600,22 @@ def test_on_a_terminal_the_counts_are_shown_and_the_answer_decides(
         assert f"{T1}: 3 route(s)" in result.stderr
         assert "Delete 3 route(s)?" in result.stderr
         assert bool(CL1_IDS & env.route_ids()) is (answer == "n")
+
+
+def test_a_refused_login_ends_an_apply_of_a_plan_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    """With a saved plan the routers come from the plan, not from NSX: the first listing is
+    the login, tried once however many routers list at once; no report, exit 1."""
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.reset_counters()
+        wrong = replace(env.config.nsx, password=Secret("not-the-password"))
+        outcome = env.apply(plan, config=replace(env.config, nsx=wrong))
+        counters = dict(env.sim.nsx.counters)
+        assert env.route_ids() >= CL1_IDS
+    assert outcome.exit_code == 1
+    assert outcome.report is None
+    assert outcome.error is not None
+    assert "check nsx.username (NSXT_USERNAME)" in outcome.error
+    assert counters == {"nsx_session": 1, "nsx_login_failed": 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from applykit import CL1_IDS, T1, Env, read, rows, simulated, write
 from typer.testing import CliRunner
 
 from nsx_route_gc.cli import cli
+from nsx_route_gc.config import Secret
 from nsx_route_gc.models import Route
 from nsx_route_gc.runs.restore import ToRestore, _attempt, restorable_body
 from nsx_route_gc.simulator import SimRoute
@@ -239,3 +241,18 @@ def test_cli_restore(tmp_path: Path) -> None:
         )
         assert done.exit_code == 0, done.output
         assert env.route_ids() & CL1_IDS == {CL1_A, CL1_C}
+
+
+def test_a_refused_login_ends_the_restore_before_any_change(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        report = applied(env)
+        env.sim.nsx.reset_counters()
+        wrong = replace(env.config.nsx, password=Secret("not-the-password"))
+        outcome = env.restore(report, config=replace(env.config, nsx=wrong))
+        counters = dict(env.sim.nsx.counters)
+        assert not CL1_IDS & env.route_ids()
+    assert outcome.exit_code == 1
+    assert outcome.report is None
+    assert outcome.error is not None
+    assert "refused the login" in outcome.error
+    assert counters == {"nsx_session": 1, "nsx_login_failed": 1}

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import structlog
 
 from nsx_route_gc.config import Config
-from nsx_route_gc.errors import NsxError, PlanError
+from nsx_route_gc.errors import NsxAccessError, NsxError, PlanError
 from nsx_route_gc.models import Action, Plan, Route, RouterListing
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import REQUIRE_OVERRIDE, marked_for_delete
@@ -166,7 +166,15 @@ def run_restore(
             )
         try:
             with nsx_factory(config.nsx) as nsx:
-                results = [_restore_one(nsx, item, config.policy.allow_overwrite) for item in items]
+                results: list[Restored] = []
+                for item in items:
+                    try:
+                        results.append(_restore_one(nsx, item, config.policy.allow_overwrite))
+                    except NsxAccessError as exc:
+                        if not results:
+                            raise  # a refused login: the run ends before any change
+                        # Refused mid-run: what was restored stays in the report.
+                        results.append(_failed(item, str(exc)))
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
             return ended_without_report(EXIT_FAILURE, str(exc), started_clock, config)
@@ -195,6 +203,8 @@ def _attempt(nsx: RouteRestorer, item: ToRestore, allow_overwrite: bool) -> Rest
     wanted = content(item.body)
     try:
         current = nsx.get_route(item.path)
+    except NsxAccessError:
+        raise
     except NsxError as exc:
         return _failed(item, f"reading the route before restoring failed: {exc}")
     if current is not None:
@@ -220,6 +230,8 @@ def _attempt(nsx: RouteRestorer, item: ToRestore, allow_overwrite: bool) -> Rest
     try:
         nsx.patch_route(item.path, restorable_body(item.body), allow_overwrite=overwrite)
         after = nsx.get_route(item.path)
+    except NsxAccessError:
+        raise
     except NsxError as exc:
         return _failed(item, str(exc))
     if after is None or content(after.nsx_object or {}) != wanted:
