@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -261,3 +262,44 @@ def test_scan_then_apply_confirms_deletions_with_search_not_listings(tmp_path: P
     events = [json.loads(line)["event"] for line in apply.stderr.splitlines()]
     assert "router.confirm_search_untrusted" not in events
     assert "routes.confirm_search_failed" not in events
+
+
+def test_a_tkg_file_of_a_vmc_cluster_alone_scans(tmp_path: Path) -> None:
+    """TKG on VMC: the file's NSXT_VMC_ACCESS_TOKEN and NSXT_VMC_AUTH_HOST reach auth: vmc
+    (the environment names the TKG reader maps them to), the CA from NSXT_ROOT_CA_DATA_B64;
+    the configuration file has no nsx: at all."""
+    with Simulator(load_scenario("vmc")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        data = yaml.safe_load(config.read_text())
+        del data["nsx"]
+        config.write_text(yaml.safe_dump(data))
+        assert sim.nsx.vmc is not None
+        tkg = tmp_path / "tkg-cl2.yaml"
+        tkg.write_text(
+            yaml.safe_dump(
+                {
+                    "CLUSTER_NAME": "cl2",
+                    "CLUSTER_CIDR": "172.16.144.0/21",
+                    "NSXT_POD_ROUTING_ENABLED": "true",
+                    "NSXT_MANAGER_HOST": sim.nsx_host.removeprefix("https://"),
+                    "NSXT_VMC_ACCESS_TOKEN": sim.nsx.vmc.refresh_token,
+                    "NSXT_VMC_AUTH_HOST": sim.nsx_url.removeprefix("https://"),
+                    "NSXT_ROOT_CA_DATA_B64": base64.b64encode(sim.ca_pem).decode(),
+                    "NSXT_ROUTER_PATH": "/infra/tier-1s/cgw",
+                }
+            )
+        )
+        result = run_json("scan", "--config", str(config), "--tkg-config", str(tkg),
+                          "--report-dir", str(tmp_path / "r"),
+                          extra_env=sim.client_env(tmp_path / "sim"))  # fmt: skip
+        counters = dict(sim.nsx.counters)
+        token = sim.nsx.vmc.refresh_token
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert {k: v for k, v in report["summary"]["verdicts"].items() if v} == {
+        "orphaned": 3,
+        "live": 3,
+        "foreign": 2,
+    }
+    assert counters == {"csp_token": 1, "nsx_list_routes": 1}
+    assert token not in result.stderr
