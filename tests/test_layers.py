@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gc" / "nsx_route_gc"
 
-DOMAIN = {"models", "judge", "ports"}
+DOMAIN = {"models", "judge", "placement", "ports"}
 # What the domain may lean on: our error types, the collector pause, and the validated settings
 # that a port takes as arguments.
 DOMAIN_MAY_USE = DOMAIN | {"errors", "heap", "config"}

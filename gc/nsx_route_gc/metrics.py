@@ -54,6 +54,8 @@ class RunMetrics:
     delete_failed: int = 0
     held: int = 0
     clusters: Mapping[str, int] = field(default_factory=dict)  # status -> clusters
+    nodes_without_route: int = 0  # live nodes whose route is missing (placement.py)
+    misplaced_routes: int = 0  # routes of live nodes on another router than their CCM's
     duration_seconds: float
     success: bool
     finished_at: float  # epoch seconds
@@ -109,6 +111,14 @@ def run_registry(
     gauge("held_routes", "Orphaned routes the run kept back (grace, protection, limits).").set(
         run.held
     )
+    gauge(
+        "nodes_without_route",
+        "Live nodes with pod routing on whose route is missing from their CCM's router.",
+    ).set(run.nodes_without_route)
+    gauge(
+        "misplaced_routes",
+        "Routes of live nodes found on a router other than their cluster's CCM router.",
+    ).set(run.misplaced_routes)
     clusters = gauge("clusters", "Clusters considered by the run, by status.", ("status",))
     for known_status in ClusterStatus:
         clusters.labels(status=known_status.value).set(0)

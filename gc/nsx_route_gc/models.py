@@ -157,11 +157,63 @@ class Node:
     created: datetime | None = None
 
 
+TIER1_PREFIX = "/infra/tier-1s/"
+
+
+def ccm_router(router_path: str | None) -> str | None:
+    """The Tier-1 the CCM writes to for a configured router path: only the path's last segment
+    counts (cloud-provider-vsphere nsxtbroker.go ``getRouterID``), always under /infra."""
+    if not router_path:
+        return None
+    last = router_path.rsplit("/", 1)[-1]
+    return f"{TIER1_PREFIX}{last}" if last else None
+
+
+def manager_key(host: str | None) -> str | None:
+    """An NSX manager as host[:port], lower case, without scheme, path or the default port:
+    the form two spellings of one manager share (no DNS: an IP and a name stay different)."""
+    if not host or not host.strip():
+        return None
+    text = host.strip().lower()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    text = text.split("/", 1)[0].rsplit("@", 1)[-1]
+    if text.endswith(":443"):
+        text = text[: -len(":443")]
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return text.rstrip(".") or None
+
+
+@dataclass(frozen=True, slots=True)
+class CcmSettings:
+    """What a cluster's CCM is configured with for routes, as read from the cluster (or the
+    management cluster, or the memory). Never a credential.
+
+    ``router_path`` is the path as configured; pod routing is on when it is not empty (the
+    CCM starts its route provider only then).
+    """
+
+    router_path: str | None
+    nsx_host: str | None
+    source: str
+
+    @property
+    def pod_routing(self) -> bool:
+        return bool(self.router_path)
+
+    @property
+    def router(self) -> str | None:
+        return ccm_router(self.router_path)
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterInventory:
     """What is known of one cluster: its nodes when inventoried, its pod CIDRs, its status.
 
-    ``status`` is ``ok`` only when the node list was read whole and was not empty.
+    ``status`` is ``ok`` only when the node list was read whole and was not empty. ``ccm`` is
+    what its CCM is configured with (None: unknown, ``warnings`` say why); ``flags`` are set by
+    the placement rules (placement.py).
     """
 
     name: str
@@ -171,6 +223,9 @@ class ClusterInventory:
     pod_cidrs: tuple[str, ...] = ()
     error: str | None = None
     evidence: str | None = None
+    ccm: CcmSettings | None = None
+    warnings: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +269,27 @@ class RouteVerdict:
     severity: str | None = None
     flag: str | None = None
     checked_clusters: tuple[str, ...] = ()
+    # Set on a managed route of a live node found on a router other than the one its
+    # cluster's CCM writes to now (placement.py): that router, as the CCM maps it.
+    expected_router: str | None = None
+
+    @property
+    def misplaced(self) -> bool:
+        return self.expected_router is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MissingRoute:
+    """A live node whose route is not on the router its cluster's CCM writes to."""
+
+    cluster: str
+    node: str
+    uid: str
+    pod_cidrs: tuple[str, ...]
+    missing_cidrs: tuple[str, ...]
+    expected_router: str
+    created: datetime
+    age: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +301,8 @@ class Plan:
     verdicts: tuple[RouteVerdict, ...]
     # Routers whose deletions a blast-radius limit held back, with the limit's explanation.
     limit_holds: tuple[tuple[str, str], ...] = ()
+    # Live nodes without their route (placement.py); never an action.
+    missing: tuple[MissingRoute, ...] = ()
 
     @property
     def deletions(self) -> tuple[RouteVerdict, ...]:

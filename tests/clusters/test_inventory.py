@@ -114,6 +114,22 @@ EXPIRED = status_body(
 )
 
 
+CCM_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/vsphere-cloud-config"
+VSPHERE_CONF = '[Route]\nrouter-path = "/infra/tier-1s/tanzu-cl1"\n[NSXT]\nhost = "nsx.example.com"\nsecret-name = "s"\nsecret-namespace = "kube-system"\n'
+
+
+def ccm_configmap(httpserver: HTTPServer, prefix: str = "") -> None:
+    """The cluster's CCM ConfigMap, which the inventory reads after the nodes."""
+    httpserver.expect_request(prefix + CCM_CONFIGMAP).respond_with_json(
+        {
+            "kind": "ConfigMap",
+            "apiVersion": "v1",
+            "metadata": {"name": "vsphere-cloud-config", "namespace": "kube-system"},
+            "data": {"vsphere.conf": VSPHERE_CONF},
+        }
+    )
+
+
 def page(httpserver: HTTPServer, cont: str | None = None, prefix: str = "") -> Any:
     """An ordered expectation for one page request (the first when cont is None)."""
     query = {"limit": "500"} if cont is None else {"limit": "500", "continue": cont}
@@ -191,6 +207,7 @@ def test_lists_every_page_with_limit_and_continue_and_never_a_resource_version(
     page(httpserver).respond_with_json(node_list(nodes[:2], cont=TOKEN_1))
     page(httpserver, TOKEN_1).respond_with_json(node_list(nodes[2:4], cont=TOKEN_2))
     page(httpserver, TOKEN_2).respond_with_json(node_list(nodes[4:]))
+    ccm_configmap(httpserver)
 
     result = Inventory().inventory_one(cluster(kubeconfig(tmp_path, server_of(httpserver))))
 
@@ -200,7 +217,9 @@ def test_lists_every_page_with_limit_and_continue_and_never_a_resource_version(
     assert result.source == "config"
     assert result.pod_cidrs == POD_CIDRS
     assert [n.name for n in result.nodes] == [f"cl2-md-{i}" for i in range(5)]
-    requests = [request for request, _ in httpserver.log]
+    assert result.ccm is not None
+    assert result.ccm.router == "/infra/tier-1s/tanzu-cl1"
+    requests = [request for request, _ in httpserver.log if request.path == NODES]
     assert [r.args.to_dict(flat=False) for r in requests] == [
         {"limit": ["500"]},
         {"limit": ["500"], "continue": [TOKEN_1]},
@@ -217,6 +236,7 @@ def test_expired_continue_token_restarts_the_list_from_the_first_page(
     page(httpserver, TOKEN_1).respond_with_json(EXPIRED, status=410)
     page(httpserver).respond_with_json(node_list([simple_node(0)], cont=TOKEN_2))
     page(httpserver, TOKEN_2).respond_with_json(node_list([simple_node(1)]))
+    ccm_configmap(httpserver)
 
     result = Inventory().inventory_one(cluster(kubeconfig(tmp_path, server_of(httpserver))))
 
@@ -468,6 +488,7 @@ def tls_server() -> Iterator[tuple[HTTPServer, trustme.CA]]:
     server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
     server.start()
     server.expect_request(NODES).respond_with_json(node_list([simple_node(0)]))
+    ccm_configmap(server)
     yield server, ca
     server.clear()
     server.stop()
@@ -681,6 +702,7 @@ def test_the_token_never_appears_in_errors_or_logs(
         status_body(403, "Forbidden", f"token {CANARY} may not list nodes"), status=403
     )
     httpserver.expect_request(f"/ok{NODES}").respond_with_json(node_list([simple_node(0)]))
+    ccm_configmap(httpserver, "/ok")
     broken = tmp_path / "broken.yaml"
     broken.write_text(f"users:\n- name: u\n  user:\n    token: {CANARY}: x\n", "utf-8")
     clusters = [

@@ -75,6 +75,7 @@ def test_file_round_trip_keeps_first_seen_bumps_last_seen_and_unions_cidrs(
         "first_seen": T0.isoformat(),
         "last_seen": (T0 + HOUR).isoformat(),
         "missing_since": None,
+        "ccm": None,
     }
     # No temp file left behind.
     assert {p.name for p in path.parent.iterdir()} == {"clusters.json", "clusters.json.lock"}

@@ -28,6 +28,7 @@ from nsx_route_gc.clusters.capi_objects import (
     list_capi_clusters,
     read_kubeconfig_secret,
 )
+from nsx_route_gc.clusters.ccm import CcmReadError, read_cpi_config
 from nsx_route_gc.clusters.inventory import Inventory
 from nsx_route_gc.clusters.kubeconfig import api_client_from_kubeconfig, safe_url
 from nsx_route_gc.clusters.memory import ClusterMemory, Scope, Sighting
@@ -35,12 +36,17 @@ from nsx_route_gc.clusters.memory_store import ConfigMapStore, FileStore
 from nsx_route_gc.config import ClusterApiConfig, ClusterConfig, Config
 from nsx_route_gc.errors import KubeError
 from nsx_route_gc.logs import carry_context
-from nsx_route_gc.models import ClusterInventory, ClusterStatus, Policy
+from nsx_route_gc.models import CcmSettings, ClusterInventory, ClusterStatus, Policy
 from nsx_route_gc.ports import ClusterDiscovery
 
 log = structlog.get_logger(__name__)
 
 SOURCE = "cluster-api"
+FLAG_CCM_CONFIG_DIFFERS = "ccm-config-differs"
+
+# What the management cluster says of a workload cluster's CCM: its VSphereCPIConfig (None:
+# there is none), or why it could not be read.
+_Cpi = tuple[CcmSettings | None, str | None]
 
 ManagementClientFactory = Callable[[ClusterApiConfig], ApiClient]
 
@@ -114,8 +120,11 @@ class ClusterApiDiscovery:
             return found
         now = self._clock()
         scope = Scope(management=server, namespaces=frozenset(self.config.namespaces))
+        ccm = {c.name: c.ccm for c in (*configured, *found)}
         self.memory.update(
-            [Sighting(c.name, c.namespace, c.pod_cidrs) for c in clusters], now, scope
+            [Sighting(c.name, c.namespace, c.pod_cidrs, ccm.get(names[c])) for c in clusters],
+            now,
+            scope,
         )
         present = {c.name for c in clusters} | set(names.values()) | configured_names
         retired = self.memory.retired(present, now, self.policy.cluster_gone_after, scope)
@@ -140,17 +149,28 @@ class ClusterApiDiscovery:
             workers = max(1, min(self._max_workers, len(clusters)))
             with ThreadPoolExecutor(workers, thread_name_prefix="capi-secret") as pool:
 
-                def prepare(c: CapiCluster) -> ClusterConfig | ClusterInventory:
-                    return self._prepare(api, c, names[c], Path(tmp))
+                def prepare(c: CapiCluster) -> tuple[ClusterConfig | ClusterInventory, _Cpi]:
+                    return self._prepare(api, c, names[c], Path(tmp)), self._cpi(api, c)
 
                 prepared = list(pool.map(carry_context(prepare), clusters))
-            configs = [p for p in prepared if isinstance(p, ClusterConfig)]
+            configs = [p for p, _ in prepared if isinstance(p, ClusterConfig)]
             results = iter(self._inventory.inventory(configs))
             out: list[ClusterInventory] = []
-            for cluster, item in zip(clusters, prepared, strict=True):
+            for cluster, (item, cpi) in zip(clusters, prepared, strict=True):
                 inv = next(results) if isinstance(item, ClusterConfig) else item
+                inv = _with_cpi(inv, cpi, names[cluster])
                 out.append(self._finish(cluster, inv, item, names[cluster]))
         return out
+
+    def _cpi(self, api: ApiClient, cluster: CapiCluster) -> _Cpi:
+        """The cluster's VSphereCPIConfig (TKG 2.x: named after the cluster, in its namespace,
+        referenced by its ClusterBootstrap), read on the management cluster."""
+        try:
+            return read_cpi_config(api, cluster.namespace, cluster.name), None
+        except CcmReadError as exc:
+            return None, str(exc)
+        except Exception as exc:
+            return None, f"reading its VSphereCPIConfig: unexpected {type(exc).__name__} (a bug)"
 
     def _prepare(
         self, api: ApiClient, cluster: CapiCluster, name: str, tmp: Path
@@ -200,6 +220,31 @@ class ClusterApiDiscovery:
         if status is ClusterStatus.FAILED:
             log.warning("capi.cluster_failed", cluster=name, error=error)
         return replace(inv, name=name, source=SOURCE, status=status, error=error, evidence=evidence)
+
+
+def _with_cpi(inv: ClusterInventory, cpi: _Cpi, name: str) -> ClusterInventory:
+    """The workload cluster's own ConfigMap is what its CCM reads, so it wins; the
+    VSphereCPIConfig fills in when the ConfigMap could not be read, and a difference between
+    the two (an addon not reconciled yet, an edited ConfigMap) is flagged."""
+    settings, error = cpi
+    if error is not None:
+        log.warning("capi.cpi_config_unreadable", cluster=name, error=error)
+        return replace(inv, warnings=(*inv.warnings, error))
+    if settings is None:
+        return inv
+    if inv.ccm is None:
+        return replace(inv, ccm=settings)
+    mine, theirs = inv.ccm, settings
+    if (mine.router, mine.nsx_host) == (theirs.router, theirs.nsx_host):
+        return inv
+    differs = (
+        f"{theirs.source} says router {theirs.router or 'none'} on {theirs.nsx_host or '?'}, "
+        f"{mine.source} says router {mine.router or 'none'} on {mine.nsx_host or '?'}"
+    )
+    log.warning("capi.ccm_config_differs", cluster=name, detail=differs)
+    return replace(
+        inv, warnings=(*inv.warnings, differs), flags=(*inv.flags, FLAG_CCM_CONFIG_DIFFERS)
+    )
 
 
 def _display_names(clusters: Sequence[CapiCluster]) -> dict[CapiCluster, str]:

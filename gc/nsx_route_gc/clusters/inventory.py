@@ -22,6 +22,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from nsx_route_gc.clusters.ccm import CcmReadError, read_ccm_configmap
 from nsx_route_gc.clusters.kubeconfig import (
     api_client_from_kubeconfig,
     one_line,
@@ -32,7 +33,13 @@ from nsx_route_gc.clusters.kubeconfig import (
 from nsx_route_gc.config import ClusterConfig
 from nsx_route_gc.errors import KubeError
 from nsx_route_gc.logs import carry_context
-from nsx_route_gc.models import ClusterInventory, ClusterStatus, Node, parse_network
+from nsx_route_gc.models import (
+    CcmSettings,
+    ClusterInventory,
+    ClusterStatus,
+    Node,
+    parse_network,
+)
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 __all__ = [
@@ -321,7 +328,7 @@ class Inventory:
 
     def inventory_one(self, cluster: ClusterConfig) -> ClusterInventory:
         try:
-            nodes = self._nodes(cluster)
+            nodes, ccm, warnings = self._read(cluster)
         except KubeError as exc:
             return self._failed(cluster, str(exc))
         except Exception as exc:
@@ -335,9 +342,13 @@ class Inventory:
             status=ClusterStatus.OK,
             nodes=tuple(nodes),
             pod_cidrs=cluster.pod_cidrs,
+            ccm=ccm,
+            warnings=warnings,
         )
 
-    def _nodes(self, cluster: ClusterConfig) -> list[Node]:
+    def _read(
+        self, cluster: ClusterConfig
+    ) -> tuple[list[Node], CcmSettings | None, tuple[str, ...]]:
         api = self._factory(cluster)
         try:
             nodes = list_nodes(
@@ -346,9 +357,38 @@ class Inventory:
             if not nodes:
                 # A cluster always has a node: none means a wrong or broken kubeconfig.
                 raise KubeError(f"node list is empty on {safe_url(api.configuration.host)}")
+            # The CCM's settings only once the nodes are read: a failed cluster is failed already.
+            ccm, warnings = self._ccm(api, cluster)
         finally:
             api.close()  # type: ignore[no-untyped-call]  # untyped library method
-        return nodes
+        return nodes, ccm, warnings
+
+    def _ccm(
+        self, api: ApiClient, cluster: ClusterConfig
+    ) -> tuple[CcmSettings | None, tuple[str, ...]]:
+        """The CCM's settings, or None with a warning: never a failed inventory."""
+        try:
+            ccm, problems = read_ccm_configmap(api, request_timeout=self._request_timeout)
+        except CcmReadError as exc:
+            error = scrub(str(exc), _client_secrets(api))
+            log.warning("cluster.ccm_settings_unknown", cluster=cluster.name, error=error)
+            return None, (error,)
+        except Exception as exc:
+            # As for the nodes: a bug stays with this cluster, and its message is left out.
+            error = f"reading the CCM settings: unexpected {type(exc).__name__} (a bug)"
+            log.warning("cluster.ccm_settings_unknown", cluster=cluster.name, error=error)
+            return None, (error,)
+        for problem in problems:
+            log.warning("cluster.ccm_settings_odd", cluster=cluster.name, problem=problem)
+        log.info(
+            "cluster.ccm_settings",
+            cluster=cluster.name,
+            pod_routing=ccm.pod_routing,
+            router=ccm.router,
+            nsx_host=ccm.nsx_host,
+            source=ccm.source,
+        )
+        return ccm, problems
 
     @staticmethod
     def _failed(cluster: ClusterConfig, error: str) -> ClusterInventory:

@@ -1,8 +1,10 @@
 """Memory of the clusters seen in a management cluster, so a deleted one can be retired.
 
-A record per cluster: name, namespace, pod CIDRs, first and last seen, and when a run first
-noticed it missing. Kept in a file (from a laptop) or a ConfigMap (in a cluster), both behind
-:class:`MemoryStore`; the format is the same JSON text.
+A record per cluster: name, namespace, pod CIDRs, its CCM's router path and NSX manager (so
+that a deleted cluster's router is still known), first and last seen, and when a run first
+noticed it missing. Records written before the CCM settings were remembered load as they are
+(the ``ccm`` key is optional). Kept in a file (from a laptop) or a ConfigMap (in a cluster),
+both behind :class:`MemoryStore`; the format is the same JSON text.
 
 Safety rules, because a retired cluster's routes become deletable:
 - a record that cannot be read only means less is known: no cluster is retired, nothing raises;
@@ -25,7 +27,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from nsx_route_gc.models import ClusterInventory, ClusterStatus, parse_network
+from nsx_route_gc.models import CcmSettings, ClusterInventory, ClusterStatus, parse_network
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +74,7 @@ class Sighting:
     name: str
     namespace: str | None = None
     pod_cidrs: tuple[str, ...] = ()
+    ccm: CcmSettings | None = None  # None: not known in this run (the memory keeps the last)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Entry:
     first_seen: datetime
     last_seen: datetime
     missing_since: datetime | None = None
+    ccm: CcmSettings | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -145,6 +149,7 @@ def _entry(item: Any) -> Entry:
     if namespace is not None and not isinstance(namespace, str):
         raise ValueError("namespace")
     missing = item.get("missing_since")
+    ccm = item.get("ccm")
     return Entry(
         name=item["name"],
         namespace=namespace,
@@ -153,7 +158,23 @@ def _entry(item: Any) -> Entry:
         first_seen=_time(item["first_seen"]),
         last_seen=_time(item["last_seen"]),
         missing_since=None if missing is None else _time(missing),
+        ccm=None if ccm is None else _ccm(ccm),
     )
+
+
+_MAX_CCM_TEXT = 1024
+
+
+def _ccm(item: Any) -> CcmSettings:
+    if not isinstance(item, dict):
+        raise TypeError("ccm")
+    values: dict[str, str | None] = {}
+    for key in ("router_path", "nsx_host", "source"):
+        value = item.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > _MAX_CCM_TEXT):
+            raise ValueError(f"ccm.{key}")
+        values[key] = value
+    return CcmSettings(values["router_path"], values["nsx_host"], values["source"] or "memory")
 
 
 def _time(value: object) -> datetime:
@@ -175,6 +196,13 @@ def dump_record(record: Record) -> str:
             "first_seen": e.first_seen.isoformat(),
             "last_seen": e.last_seen.isoformat(),
             "missing_since": e.missing_since.isoformat() if e.missing_since else None,
+            "ccm": None
+            if e.ccm is None
+            else {
+                "router_path": e.ccm.router_path,
+                "nsx_host": e.ccm.nsx_host,
+                "source": e.ccm.source,
+            },
         }
         for e in sorted(record.entries.values(), key=lambda e: e.key)
     ]
@@ -194,13 +222,18 @@ def observe(
         if old is None:
             added += 1
             record.entries[key] = Entry(
-                s.name, s.namespace, scope.management, tuple(s.pod_cidrs), now, now
+                s.name, s.namespace, scope.management, tuple(s.pod_cidrs), now, now, ccm=s.ccm
             )
             continue
         # CIDRs are only ever added: a cluster's routes may still carry an old CIDR's networks.
         cidrs = tuple(dict.fromkeys((*old.pod_cidrs, *s.pod_cidrs)))
         record.entries[key] = replace(
-            old, pod_cidrs=cidrs, last_seen=max(old.last_seen, now), missing_since=None
+            old,
+            pod_cidrs=cidrs,
+            last_seen=max(old.last_seen, now),
+            missing_since=None,
+            # Unknown in this run (the cluster unreachable, say): the last known settings stay.
+            ccm=s.ccm or old.ccm,
         )
     missing = 0
     for key, entry in list(record.entries.items()):
@@ -290,6 +323,10 @@ class ClusterMemory:
                 f"{noticed.isoformat()}), remembered by {self.description}"
             )
             log.info("memory.cluster_retired", cluster=name, last_seen=last.isoformat())
+            known = [e for e in entries if e.ccm is not None]
+            ccm = max(known, key=lambda e: e.last_seen).ccm if known else None
+            if ccm is not None:
+                ccm = replace(ccm, source=f"{ccm.source}, remembered by {self.description}")
             out.append(
                 ClusterInventory(
                     name=name,
@@ -297,6 +334,7 @@ class ClusterMemory:
                     status=ClusterStatus.RETIRED,
                     pod_cidrs=cidrs,
                     evidence=evidence,
+                    ccm=ccm,
                 )
             )
         return out

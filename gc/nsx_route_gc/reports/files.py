@@ -144,6 +144,7 @@ def _verdict_texts(
     shadows = v.shadows
     severity = v.severity
     flag = v.flag
+    expected_router = v.expected_router
     hold_reason = v.hold_reason
     protection = r.protection
     revision = r.revision
@@ -179,6 +180,8 @@ def _verdict_texts(
         f'"shadows": {null if shadows is None else _quote(shadows)}, '
         f'"severity": {null if severity is None else _quote(severity)}, '
         f'"flag": {null if flag is None else _quote(flag)}, '
+        f'"misplaced": {"false" if expected_router is None else "true"}, '
+        f'"expected_router": {null if expected_router is None else _quote(expected_router)}, '
         f'"action": {_quote(action)}, '
         f'"hold_reason": {null if hold_reason is None else _quote(hold_reason)}, '
         f'"error": {null if error is None else _quote(error)}, '
@@ -205,6 +208,8 @@ def _verdict_texts(
             shadows or "",
             severity or "",
             flag or "",
+            "False" if expected_router is None else "True",
+            expected_router or "",
             action,
             hold_reason or "",
             error or "",

@@ -14,9 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 Row = dict[str, Any]
 # What the counts and the choice of listed rows need of a row: router path, route id,
-# revision, verdict, action and flag. Read straight from a verdict (``rows.Rows``), these
-# cost a tuple; a whole row costs twenty-odd fields and a date.
-Facts = tuple[str, str, int | None, str, str, str | None]
+# revision, verdict, action, flag and whether it is misplaced. Read straight from a verdict
+# (``rows.Rows``), these cost a tuple; a whole row costs twenty-odd fields and a date.
+Facts = tuple[str, str, int | None, str, str, str | None, bool]
 
 
 def _cell(value: object) -> str:
@@ -96,6 +96,11 @@ _SECTIONS = (
     ("unattributed", "Unattributed: no known cluster claims them (reported only)"),
     ("unverified", "Unverified: owner cluster not inventoried (judged later)"),
     ("flagged", "Foreign routes flagged for a human"),
+    (
+        "misplaced",
+        "Misplaced: routes of live nodes on a router other than their cluster's CCM router "
+        "(never deleted by this tool)",
+    ),
 )
 
 
@@ -128,7 +133,7 @@ class Census:
         by_action: dict[str, array[int]] = {}
         sections = {key: _indices() for key, _ in _SECTIONS}
         count = tally.get
-        for i, (router, route_id, revision, verdict, action, flag) in enumerate(facts):
+        for i, (router, route_id, revision, verdict, action, flag, misplaced) in enumerate(facts):
             key = (router, verdict, action)
             tally[key] = count(key, 0) + 1
             if action != "none":
@@ -143,6 +148,8 @@ class Census:
                 sections[verdict].append(i)
             elif flag and verdict == "foreign":
                 sections["flagged"].append(i)
+            if misplaced:
+                sections["misplaced"].append(i)
         return cls(tally, deletions, acted, by_action, sections)
 
     def verdicts(self) -> Counter[str]:
@@ -181,6 +188,7 @@ def dict_facts(rows: Iterable[Row]) -> Iterator[Facts]:
             r["verdict"],
             r["action"],
             r.get("flag"),
+            bool(r.get("misplaced")),
         )
 
 
@@ -226,6 +234,7 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
         ],
     )
     yield from (line + "\n" for line in header)
+    yield from _router_lines(report["clusters"])
     # Which rows go where comes from the census; only the rows listed are made.
     found = census(rows)
     sections = found.sections
@@ -235,8 +244,14 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
         if key == "flagged" and not sections[key]:
             continue
         yield from _section_lines(
-            heading, rows, sections[key], with_action=False, limit=SECTION_LIMIT
+            heading,
+            rows,
+            sections[key],
+            with_action=False,
+            limit=SECTION_LIMIT,
+            expected=key == "misplaced",
         )
+    yield from _missing_lines(report.get("nodes_without_route", []))
     summary = report["summary"]
     counts = ["", "## Counts", ""]
     counts += _table(["verdict", "routes"], [[k, v] for k, v in summary["verdicts"].items() if v])
@@ -246,22 +261,133 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
 
 
 def _section_lines(
-    title: str, rows: Sequence[Row], indices: Sequence[int], *, with_action: bool, limit: int | None
+    title: str,
+    rows: Sequence[Row],
+    indices: Sequence[int],
+    *,
+    with_action: bool,
+    limit: int | None,
+    expected: bool = False,
 ) -> Iterator[str]:
     yield f"\n## {title} ({len(indices)})\n\n"
     if not indices:
         yield "None.\n"
         return
     shown = indices if limit is None else indices[:limit]
-    yield from (line + "\n" for line in _table(_route_headers(with_action), []))
+    headers = _route_headers(with_action) + (["expected router"] if expected else [])
+    yield from (line + "\n" for line in _table(headers, []))
     for i in shown:
-        yield _table_row(_route_cells(rows[i], with_action)) + "\n"
+        cells = _route_cells(rows[i], with_action)
+        if expected:
+            cells.append(rows[i].get("expected_router"))
+        yield _table_row(cells) + "\n"
     if len(indices) > len(shown):
         yield f"\n... and {len(indices) - len(shown)} more: see report.csv or report.json.\n"
 
 
+def _router_lines(clusters: Sequence[dict[str, Any]]) -> Iterator[str]:
+    """Per cluster: the router its CCM writes to, the manager, where that was read, flags."""
+    yield "\n## Cluster routers (what each cluster's CCM is configured with)\n\n"
+    if not clusters:
+        yield "None.\n"
+        return
+    rows = []
+    for c in clusters:
+        routing = c.get("pod_routing")
+        rows.append(
+            [
+                c["name"],
+                "unknown" if routing is None else ("on" if routing else "off"),
+                c.get("router_path"),
+                c.get("nsx_host"),
+                c.get("ccm_source"),
+                c.get("flags", []),
+                "; ".join(c.get("warnings", [])),
+            ]
+        )
+    headers = ["cluster", "pod routing", "CCM router", "NSX manager", "read from", "flags"]
+    yield from (line + "\n" for line in _table([*headers, "warnings"], rows))
+
+
+def _missing_lines(missing: Sequence[dict[str, Any]]) -> Iterator[str]:
+    yield (
+        f"\n## Nodes without their route (missing: pods not reachable from outside) "
+        f"({len(missing)})\n\n"
+    )
+    if not missing:
+        yield "None.\n"
+        return
+    headers = ["cluster", "node", "node UID", "podCIDRs without route", "expected router"]
+    rows = [
+        [
+            m["cluster"],
+            m["node"],
+            f"`{m['uid']}`",
+            m["missing_cidrs"],
+            m["expected_router"],
+            m["node_created"],
+            _age(m["node_age_seconds"]),
+        ]
+        for m in missing[:SECTION_LIMIT]
+    ]
+    yield from (line + "\n" for line in _table([*headers, "node created", "node age"], rows))
+    if len(missing) > SECTION_LIMIT:
+        yield f"\n... and {len(missing) - SECTION_LIMIT} more: see report.json.\n"
+
+
+def _age(seconds: int) -> str:
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     return "".join(iter_markdown(report))
+
+
+def _terminal_placement(report: dict[str, Any], found: Census) -> list[str]:
+    """The other direction: each cluster's CCM router, missing routes, misplaced routes."""
+    lines: list[str] = []
+    clusters = report["clusters"]
+    if clusters:
+        lines += ["", "CCM routers:"]
+        for c in clusters[:TERMINAL_LIMIT]:
+            routing = c.get("pod_routing")
+            if routing is None:
+                where = "unknown"
+            elif routing:
+                where = f"{c.get('router_path') or '?'} on {c.get('nsx_host') or '?'}"
+            else:
+                where = "pod routing off"
+            flags = f" [{', '.join(c['flags'])}]" if c.get("flags") else ""
+            lines.append(f"  {c['name']}: {where}{flags}")
+        if len(clusters) > TERMINAL_LIMIT:
+            lines.append(f"  ... and {len(clusters) - TERMINAL_LIMIT} more (see the reports)")
+    missing = report.get("nodes_without_route", [])
+    if missing:
+        lines += ["", f"Nodes without their route: {len(missing)}"]
+        for m in missing[:TERMINAL_LIMIT]:
+            lines.append(
+                f"  {m['cluster']}/{m['node']}  {m['uid']}  {', '.join(m['missing_cidrs'])}"
+                f"  expected on {m['expected_router']}"
+            )
+        if len(missing) > TERMINAL_LIMIT:
+            lines.append(f"  ... and {len(missing) - TERMINAL_LIMIT} more (see the reports)")
+    misplaced = found.sections["misplaced"]
+    if misplaced:
+        rows: Sequence[Row] = report["routes"]
+        lines += ["", f"Misplaced routes (kept): {len(misplaced)}"]
+        for i in misplaced[:TERMINAL_LIMIT]:
+            r = rows[i]
+            lines.append(
+                f"  {r['router_path']}  {r['network']:<18}  {r['id']}"
+                f"  expected on {r['expected_router']}"
+            )
+        if len(misplaced) > TERMINAL_LIMIT:
+            lines.append(f"  ... and {len(misplaced) - TERMINAL_LIMIT} more (see the reports)")
+    return lines
 
 
 def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
@@ -302,6 +428,7 @@ def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
             )
         if len(indices) > TERMINAL_LIMIT:
             lines.append(f"  ... and {len(indices) - TERMINAL_LIMIT} more (see the reports)")
+    lines += _terminal_placement(report, found)
     trouble = problems(report)
     if trouble:
         lines += ["", "Problems:"] + [f"  {p}" for p in trouble]

@@ -22,7 +22,16 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, overload
 
 from nsx_route_gc import __version__
-from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict, plan_sha256
+from nsx_route_gc.models import (
+    Action,
+    ClusterInventory,
+    MissingRoute,
+    Plan,
+    Route,
+    RouteVerdict,
+    Verdict,
+    plan_sha256,
+)
 from nsx_route_gc.reports.render import Census, Facts, census, dict_facts
 
 # 2: a row keeps its ``nsx_object`` only when it has an action or a problem (``keeps_body``).
@@ -47,6 +56,8 @@ ROW_FIELDS = (
     "shadows",
     "severity",
     "flag",
+    "misplaced",
+    "expected_router",
     "action",
     "hold_reason",
     "error",
@@ -194,7 +205,15 @@ class Rows(Sequence[dict[str, Any]]):
                 continue
             r = v.route
             # _value_, not value: the enum's value property costs more than the whole tuple.
-            yield (r.router_path, r.id, r.revision, v.verdict._value_, v.action._value_, v.flag)
+            yield (
+                r.router_path,
+                r.id,
+                r.revision,
+                v.verdict._value_,
+                v.action._value_,
+                v.flag,
+                v.expected_router is not None,
+            )
 
     def census(self) -> Census:
         # Kept: the summary, the metrics, report.md and the terminal all need it, and every
@@ -242,6 +261,8 @@ def route_row(
         "shadows": v.shadows,
         "severity": v.severity,
         "flag": v.flag,
+        "misplaced": v.expected_router is not None,
+        "expected_router": v.expected_router,
         "action": v.action.value,
         "hold_reason": v.hold_reason,
         "error": error,
@@ -249,6 +270,42 @@ def route_row(
         "revision": r.revision,
         "protection": r.protection,
         "nsx_object": NsxObject(r) if keeps_body(v) else None,
+    }
+
+
+def cluster_entry(c: ClusterInventory) -> dict[str, Any]:
+    """A cluster in report.json: its inventory and what its CCM is configured with."""
+    ccm = c.ccm
+    return {
+        "name": c.name,
+        "source": c.source,
+        "status": c.status.value,
+        "nodes": len(c.nodes),
+        "pod_cidrs": list(c.pod_cidrs),
+        "error": c.error,
+        "evidence": c.evidence,
+        # null: unknown (see warnings); pod routing off: router_path null.
+        "pod_routing": None if ccm is None else ccm.pod_routing,
+        "router_path": None if ccm is None else ccm.router,
+        "configured_router_path": None if ccm is None else ccm.router_path,
+        "nsx_host": None if ccm is None else ccm.nsx_host,
+        "ccm_source": None if ccm is None else ccm.source,
+        "flags": list(c.flags),
+        "warnings": list(c.warnings),
+    }
+
+
+def missing_entry(m: MissingRoute) -> dict[str, Any]:
+    return {
+        "cluster": m.cluster,
+        "node": m.node,
+        "uid": m.uid,
+        "pod_cidrs": list(m.pod_cidrs),
+        "missing_cidrs": list(m.missing_cidrs),
+        "expected_router": m.expected_router,
+        "expected_route_ids": [f"{m.uid}_{c.replace('/', '_')}" for c in m.missing_cidrs],
+        "node_created": iso(m.created),
+        "node_age_seconds": int(m.age.total_seconds()),
     }
 
 
@@ -282,24 +339,16 @@ def build_report(
             "routers": [r.path for r in plan.routers],
             "router_errors": [{"path": r.path, "error": r.error} for r in plan.routers if r.error],
         },
-        "clusters": [
-            {
-                "name": c.name,
-                "source": c.source,
-                "status": c.status.value,
-                "nodes": len(c.nodes),
-                "pod_cidrs": list(c.pod_cidrs),
-                "error": c.error,
-                "evidence": c.evidence,
-            }
-            for c in plan.clusters
-        ],
+        "clusters": [cluster_entry(c) for c in plan.clusters],
         "limit_holds": [{"router": r, "reason": why} for r, why in plan.limit_holds],
         "errors": list(errors),
+        "nodes_without_route": [missing_entry(m) for m in plan.missing],
         "routes": route_rows,
         "summary": {
             "verdicts": {v.value: verdicts.get(v.value, 0) for v in Verdict},
             "actions": {a.value: actions.get(a.value, 0) for a in Action},
+            "nodes_without_route": len(plan.missing),
+            "misplaced_routes": len(found.sections["misplaced"]),
         },
         "plan_sha256": plan_sha256(info.nsx_host, found.deletions),
     }

@@ -463,7 +463,13 @@ def apply_report(
         config_source=config.source,
         run_id=run_id,
     )
-    plan = Plan(scan.plan.routers, scan.plan.clusters, (), tuple(prepared.limit_holds))
+    plan = Plan(
+        scan.plan.routers,
+        scan.plan.clusters,
+        (),
+        tuple(prepared.limit_holds),
+        missing=scan.plan.missing,
+    )
     report = build_report(info, plan, errors=_unique(errors), rows=rows)
     report["apply"] = {
         "source": str(saved.source) if saved else "fresh-scan",

@@ -87,6 +87,9 @@ def log_summary(
         fields["routers_unlisted"] = len(report["nsx"]["router_errors"])
         fields["clusters"] = len(report["clusters"])
         fields["clusters_failed"] = sum(1 for c in report["clusters"] if c["status"] == "failed")
+        fields["clusters_flagged"] = sum(1 for c in report["clusters"] if c.get("flags"))
+        fields["nodes_without_route"] = report["summary"].get("nodes_without_route", 0)
+        fields["misplaced_routes"] = report["summary"].get("misplaced_routes", 0)
     log.info("run.summary", **fields)
     if metrics is not None and metrics.pushgateway:
         run = run_metrics(report, exit_code, duration)
@@ -116,6 +119,8 @@ def run_metrics(report: dict[str, Any] | None, exit_code: int, duration: float) 
         delete_failed=actions.get("delete-failed", 0),
         held=actions.get("held", 0),
         clusters=Counter(c["status"] for c in report["clusters"]),
+        nodes_without_route=report["summary"].get("nodes_without_route", 0),
+        misplaced_routes=report["summary"].get("misplaced_routes", 0),
         duration_seconds=duration,
         success=success,
         finished_at=time.time(),

@@ -10,6 +10,7 @@ are listed first and nodes after, which needs no clock at all.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from nsx_route_gc.models import (
     Plan,
     RouterListing,
 )
+from nsx_route_gc.placement import place
 from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, RouteSource
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
@@ -94,6 +96,19 @@ class Scanner:
             inventory_started = self.clock()
             inventories = self.inventory()
         plan = judge(listings, inventories, self.config.policy, inventory_started)
+        # The other direction: live nodes whose route is not where their CCM writes.
+        plan = place(
+            plan,
+            nsx_host=self.config.nsx.host,
+            now=inventory_started,
+            min_age=self.config.policy.min_age,
+        )
+        by_cluster = Counter((m.cluster, m.expected_router) for m in plan.missing)
+        for (cluster, router), count in by_cluster.items():
+            log.warning("cluster.routes_missing", cluster=cluster, router=router, nodes=count)
+        for c in plan.clusters:
+            if c.flags:
+                log.warning("cluster.flagged", cluster=c.name, flags=",".join(c.flags))
         for held_router, why in plan.limit_holds:
             log.warning("router.deletions_held", router=held_router, reason=why)
         return ScanResult(plan, started, self.clock())

@@ -32,6 +32,7 @@ from nsx_route_gc.simulator.model import (
     CapiCluster,
     RetiredCluster,
     Scenario,
+    SimCcm,
     SimCluster,
     SimNode,
     SimRoute,
@@ -49,6 +50,7 @@ __all__ = [
     "NsxState",
     "RetiredCluster",
     "Scenario",
+    "SimCcm",
     "SimCluster",
     "SimNode",
     "SimRoute",
@@ -111,6 +113,11 @@ class Simulator:
                 # The Secret holds what clusterctl writes: CA inline, no file to point at.
                 text = self.kubeconfig(capi.name, ca_file=None)
                 self.kube[management].add_capi_cluster(capi, text)
+                if capi.cpi is not None:
+                    self.kube[management].add_cpi_config(capi, capi.cpi, self.ccm_nsx_host)
+        for cluster in self.scenario.clusters:
+            if cluster.ccm is not None:
+                self.kube[cluster.name].add_ccm_configmap(cluster.ccm, self.ccm_nsx_host)
         log.info(
             "simulator.started",
             scenario=self.scenario.name,
@@ -188,6 +195,12 @@ class Simulator:
     def nsx_host(self) -> str:
         """``nsx.host`` as the tool is to be configured: the VMC proxy's base path too."""
         return self.nsx_url + (self.nsx.vmc.base_path if self.nsx.vmc else "")
+
+    @property
+    def ccm_nsx_host(self) -> str:
+        """The manager as a CCM's vsphere.conf names it: without the scheme (the CCM adds
+        https://), with the VMC proxy's base path."""
+        return self.nsx_host.removeprefix("https://")
 
     def write_config(self, directory: Path) -> Path:
         return write_config(self, directory)

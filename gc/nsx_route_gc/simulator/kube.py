@@ -1,4 +1,5 @@
-"""State of the simulated Kubernetes API servers: nodes, Cluster API objects, Secrets, ConfigMaps.
+"""State of the simulated Kubernetes API servers: nodes, Cluster API objects, Secrets, ConfigMaps,
+VSphereCPIConfigs.
 
 Every cluster is one :class:`KubeClusterState`; all of them are served by one HTTPS server
 under ``/clusters/<name>`` (see ``kube_api``). Objects are kept as the JSON the real API
@@ -17,10 +18,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from nsx_route_gc.simulator.model import CapiCluster, SimNode
+from nsx_route_gc.simulator.model import CapiCluster, SimCcm, SimNode
 
 CAPI_GROUP = "cluster.x-k8s.io"
 CAPI_VERSION = "v1beta1"
+CPI_GROUP = "cpi.tanzu.vmware.com"
+CPI_VERSION = "v1alpha1"
+CCM_NAMESPACE = "kube-system"
+CCM_CONFIGMAP = "vsphere-cloud-config"
 NodeKey = tuple[str, str]  # (namespace, name)
 
 
@@ -63,6 +68,11 @@ class KubeClusterState:
         self.capi_clusters: dict[NodeKey, dict[str, Any]] = {}
         self.secrets: dict[NodeKey, dict[str, Any]] = {}
         self.configmaps: dict[NodeKey, dict[str, Any]] = {}
+        self.cpi_configs: dict[NodeKey, dict[str, Any]] = {}
+        # ConfigMaps (namespace, name) whose GET answers this status instead (403: RBAC).
+        self.configmap_status: dict[NodeKey, int] = {}
+        # The password written in a vsphere.conf with inline credentials: tests look for it.
+        self.ccm_password = secrets.token_urlsafe(18)
         self._resource_version = 1000
         # Knobs.
         self.unreachable = False  # hang up every connection
@@ -191,6 +201,60 @@ class KubeClusterState:
                 del self.capi_clusters[(namespace, name)]
                 self.secrets.pop((namespace, f"{name}-kubeconfig"), None)
 
+    # -- the CCM's settings -------------------------------------------------------------
+
+    def add_ccm_configmap(self, ccm: SimCcm, nsx_host: str) -> None:
+        """ConfigMap kube-system/vsphere-cloud-config as TKG's vsphere-cpi package writes it
+        (INI), or in the YAML form newer CPI versions read."""
+        text = vsphere_conf(ccm, ccm.nsx_host or nsx_host, self.ccm_password)
+        meta = self._metadata(CCM_CONFIGMAP, self._clock() - 20 * 86_400, CCM_NAMESPACE)
+        meta["labels"] = {"app.kubernetes.io/name": "vsphere-cpi"}
+        obj = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": meta}
+        obj["data"] = {"vsphere.conf": text}
+        with self.lock:
+            self.configmaps[(CCM_NAMESPACE, CCM_CONFIGMAP)] = obj
+            if ccm.configmap_status is not None:
+                self.configmap_status[(CCM_NAMESPACE, CCM_CONFIGMAP)] = ccm.configmap_status
+
+    def add_cpi_config(self, cluster: CapiCluster, cpi: SimCcm, nsx_host: str) -> None:
+        """The VSphereCPIConfig a TKG 2.x class-based cluster gets (providers/yttcb/
+        clusterbootstrap.yaml): named after the cluster, in its namespace."""
+        meta = self._metadata(cluster.name, self._clock() - 20 * 86_400, cluster.namespace)
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": f"{CAPI_GROUP}/{CAPI_VERSION}",
+                "kind": "Cluster",
+                "name": cluster.name,
+                "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, cluster.name)),
+            }
+        ]
+        nsxt: dict[str, Any] = {
+            "podRoutingEnabled": cpi.router_path is not None,
+            "credentialLocalObjRef": {"kind": "Secret", "name": f"{cluster.name}-nsxt-credential"},
+            "apiHost": cpi.nsx_host or nsx_host,
+            "insecure": False,
+            "remoteAuth": False,
+        }
+        if cpi.router_path is not None:
+            nsxt["route"] = {"routerPath": cpi.router_path}
+        obj = {
+            "apiVersion": f"{CPI_GROUP}/{CPI_VERSION}",
+            "kind": "VSphereCPIConfig",
+            "metadata": meta,
+            "spec": {
+                "vsphereCPI": {
+                    "mode": "vsphereCPI",
+                    "tlsThumbprint": "",
+                    "vCenterAPIEndpoint": "vc.example.com",
+                    "datacenter": "/dc0",
+                    "nsxt": nsxt,
+                }
+            },
+            "status": {"secretRef": f"{cluster.name}-vsphere-cpi-data-values"},
+        }
+        with self.lock:
+            self.cpi_configs[(cluster.namespace, cluster.name)] = obj
+
     # -- ConfigMaps ---------------------------------------------------------------------
 
     def create_configmap(self, namespace: str, body: Any) -> dict[str, Any]:
@@ -212,6 +276,9 @@ class KubeClusterState:
             return copy.deepcopy(obj)
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
+        status = self.configmap_status.get((namespace, name))
+        if status is not None:
+            raise _refused(status, "get", "configmaps", name, namespace)
         with self.lock:
             obj = self.configmaps.get((namespace, name))
             if obj is None:
@@ -266,6 +333,68 @@ def _name_of(body: Any) -> str:
     if not isinstance(name, str) or not name:
         raise KubeFault(422, "Invalid", "metadata.name: Required value: name is required")
     return name
+
+
+def vsphere_conf(ccm: SimCcm, nsx_host: str, password: str) -> str:
+    """The CCM's vsphere.conf as TKG's vsphere-cpi template renders it (vsphereconf.lib.txt),
+    or in the CCM's YAML form; [Route] and [NSXT] only with pod routing."""
+    if ccm.form == "yaml":
+        lines = [
+            "global:",
+            "  insecureFlag: false",
+            "  secretName: cloud-provider-vsphere-credentials",
+            "  secretNamespace: kube-system",
+            "vcenter:",
+            "  vc1:",
+            "    server: vc.example.com",
+            "    datacenters: [/dc0]",
+        ]
+        if ccm.router_path is not None:
+            lines += ["route:", f"  routerPath: {ccm.router_path}"]
+            lines += ["nsxt:", f'  host: "{nsx_host}"']
+            lines += ["  insecureFlag: false", "  remoteAuth: false"]
+            if ccm.inline_credentials:
+                lines += ["  user: admin", f'  password: "{password}"']
+            else:
+                lines += [
+                    "  secretName: cloud-provider-vsphere-nsxt-credentials",
+                    "  secretNamespace: kube-system",
+                ]
+        return "\n".join(lines) + "\n"
+    lines = [
+        "[Global]",
+        'secret-name = "cloud-provider-vsphere-credentials"',
+        'secret-namespace = "kube-system"',
+        'thumbprint = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD"',
+        "",
+        '[VirtualCenter "vc.example.com"]',
+        'datacenters = "/dc0"',
+        'thumbprint = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD"',
+    ]
+    if ccm.router_path is not None:
+        lines += ["", "[Route]", f'router-path = "{ccm.router_path}"', "", "[NSXT]"]
+        lines += [f'host = "{nsx_host}"', "insecure-flag = false", "remote-auth = false"]
+        if ccm.inline_credentials:
+            lines += ['user = "admin"', f'password = "{password}"']
+        else:
+            lines += [
+                'secret-name = "cloud-provider-vsphere-nsxt-credentials"',
+                'secret-namespace = "kube-system"',
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def _refused(status: int, verb: str, kind: str, name: str, namespace: str) -> KubeFault:
+    if status == 403:
+        return KubeFault(
+            403,
+            "Forbidden",
+            f'{kind} "{name}" is forbidden: User "nsx-route-gc" cannot {verb} resource '
+            f'"{kind}" in API group "" in the namespace "{namespace}"',
+            name=name,
+            kind=kind,
+        )
+    return KubeFault(status, "InternalError", f"injected failure {status}", name=name, kind=kind)
 
 
 def _not_found(kind: str, name: str) -> KubeFault:

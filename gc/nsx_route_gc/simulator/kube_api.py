@@ -18,6 +18,8 @@ from nsx_route_gc.simulator.http import Request, Response
 from nsx_route_gc.simulator.kube import (
     CAPI_GROUP,
     CAPI_VERSION,
+    CPI_GROUP,
+    CPI_VERSION,
     KubeClusterState,
     KubeFault,
     status_body,
@@ -29,6 +31,10 @@ _SECRET = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/secrets/(?P<name>[^/]+)
 _CAPI = re.compile(
     rf"^/apis/{re.escape(CAPI_GROUP)}/{CAPI_VERSION}"
     r"(?:/namespaces/(?P<ns>[^/]+))?/clusters(?:/(?P<name>[^/]+))?$"
+)
+_CPI = re.compile(
+    rf"^/apis/{re.escape(CPI_GROUP)}/{CPI_VERSION}/namespaces/(?P<ns>[^/]+)"
+    r"/vspherecpiconfigs/(?P<name>[^/]+)$"
 )
 _REASONS = {
     401: "Unauthorized",
@@ -98,6 +104,21 @@ def _route(cluster: KubeClusterState, req: Request, path: str) -> Response:
     if match := _CONFIGMAPS.match(path):
         cluster.counters["configmap"] += 1
         return _configmaps(cluster, req, match["ns"], match["name"])
+    if (match := _CPI.match(path)) and req.method == "GET":
+        cluster.counters["cpi_config"] += 1
+        with cluster.lock:
+            obj = cluster.cpi_configs.get((match["ns"], match["name"]))
+        if obj is None:
+            # Without the CRD the real server says "could not find the requested resource".
+            raise KubeFault(
+                404,
+                "NotFound",
+                f'vspherecpiconfigs.{CPI_GROUP} "{match["name"]}" not found',
+                name=match["name"],
+                group=CPI_GROUP,
+                kind="vspherecpiconfigs",
+            )
+        return Response.json(200, obj)
     raise KubeFault(404, "NotFound", "the server could not find the requested resource")
 
 

@@ -39,6 +39,23 @@ class SimRoute:
     create_user: str = "admin"
 
 
+TANZU_CL1 = "/infra/tier-1s/tanzu-cl1"
+
+
+@dataclass(slots=True)
+class SimCcm:
+    """What a cluster's CCM is configured with: served as ConfigMap
+    ``kube-system/vsphere-cloud-config`` (key ``vsphere.conf``) of the workload cluster, or as
+    a VSphereCPIConfig on the management cluster (``CapiCluster.cpi``)."""
+
+    router_path: str | None = TANZU_CL1  # None: pod routing off (no [Route], no [NSXT])
+    nsx_host: str | None = None  # None: the simulator's own NSX manager
+    form: str = "ini"  # ini (what TKG renders) | yaml (newer CPI versions)
+    # Credentials written in the file (user/password) instead of a Secret reference.
+    inline_credentials: bool = False
+    configmap_status: int | None = None  # answer GETs of the ConfigMap with this error (403)
+
+
 @dataclass(slots=True)
 class SimCluster:
     """A workload cluster whose Kubernetes API the simulator serves."""
@@ -51,6 +68,7 @@ class SimCluster:
     empty: bool = False
     fail_status: int | None = None
     namespace: str = "default"  # Cluster API namespace (management scenario)
+    ccm: SimCcm | None = field(default_factory=SimCcm)  # None: no CCM ConfigMap (404)
 
 
 @dataclass(slots=True)
@@ -61,6 +79,7 @@ class CapiCluster:
     namespace: str
     pod_cidrs: tuple[str, ...]
     deleting: bool = False
+    cpi: SimCcm | None = None  # its VSphereCPIConfig (TKG 2.x), named after the cluster
 
 
 @dataclass(slots=True)
@@ -96,6 +115,10 @@ class Scenario:
     nsx_knobs: dict[str, object] = field(default_factory=dict)  # NsxState.set_knobs
     # What a correct judgement finds, by verdict (documentation for demo, tests, benchmark).
     expected: dict[str, int] = field(default_factory=dict)
+    # Names of the live nodes a correct scan reports without their route, and how many
+    # routes it reports misplaced.
+    expected_missing: tuple[str, ...] = ()
+    expected_misplaced: int = 0
 
 
 def ccm_route(

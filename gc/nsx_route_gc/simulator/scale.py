@@ -18,6 +18,7 @@ from nsx_route_gc.simulator.model import (
     DAY_MS,
     RetiredCluster,
     Scenario,
+    SimCcm,
     SimCluster,
     SimNode,
     SimRoute,
@@ -104,7 +105,7 @@ def scale(
                     ccm_route(router, node.uid, node.name, node.pod_cidrs[0],
                               node.internal_ips[0], age_ms=age())
                 )  # fmt: skip
-        sim_clusters.append(SimCluster(name, (f"{_ip(base)}/{prefix}",), nodes))
+        sim_clusters.append(SimCluster(name, (f"{_ip(base)}/{prefix}",), nodes, ccm=SimCcm(router)))
     for j in range(node_gone):
         c, slot = j % clusters, nodes_per_cluster + j // clusters
         base = _TEN + c * block * 256

@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 from nsx_route_gc.simulator.model import (
     DAY_MS,
+    TANZU_CL1,
     CapiCluster,
     RetiredCluster,
     Scenario,
+    SimCcm,
     SimCluster,
     SimNode,
     SimRoute,
@@ -21,7 +23,8 @@ from nsx_route_gc.simulator.model import (
 )
 from nsx_route_gc.simulator.scale import scale_size
 
-T1 = "/infra/tier-1s/tanzu-cl1"
+T1 = TANZU_CL1
+T1_CL5 = "/infra/tier-1s/tanzu-cl5"
 _NS = uuid.UUID("0d7a3a52-5d0c-4a8e-9a43-2f7d6b1c9e10")
 
 
@@ -198,6 +201,10 @@ def project() -> Scenario:
             _node("cl7-control-plane-z8c2d", "172.16.160.0/24", "172.16.129.10"),
             _node("cl7-md-0-6b5c4d7f8-k2mnb", "172.16.161.0/24", "172.16.129.11"),
         ],
+        # The CCM takes only a router path's last segment and writes under /infra/tier-1s
+        # (nsxtbroker.go getRouterID): its router is /infra/tier-1s/dev-t1, which NSX does not
+        # have, so cl7 is flagged and its routes on the project's Tier-1 are misplaced.
+        ccm=SimCcm(router),
     )
     gone = _node("cl7-md-0-6b5c4d7f8-old01", "172.16.162.0/24", "172.16.129.12")
     return Scenario(
@@ -208,6 +215,7 @@ def project() -> Scenario:
         clusters=[cl7],
         config_routers=None,
         expected={"live": 2, "orphaned": 1},
+        expected_misplaced=2,
     )
 
 
@@ -274,6 +282,7 @@ def vmc() -> Scenario:
         "proxy, auth: vmc with a CSP API token, no projects API; routers discovered"
     )
     scenario.tier1s = [cgw]
+    cl2.ccm = SimCcm(cgw)  # the CCM's vsphere.conf names the manager with the proxy's path
     scenario.routes = _routes(_cl1_nodes(), cgw) + _routes(cl2.nodes, cgw) + _foreign(cgw)
     scenario.config_routers = None
     scenario.nsx_auth = "vmc"
@@ -307,6 +316,8 @@ def management() -> Scenario:
         ],
         in_config=False,
         namespace="tkg-prod",
+        # No `get` on the ConfigMap: its VSphereCPIConfig on the management cluster says.
+        ccm=SimCcm(configmap_status=403),
     )
     gone = _node("wl2-md-0-9f8e7d6c5-gone1", "172.16.186.0/24", "172.16.130.23")
     return Scenario(
@@ -317,8 +328,8 @@ def management() -> Scenario:
         clusters=[mgmt, wl1, wl2],
         management_cluster="mgmt",
         capi_clusters=[
-            CapiCluster("wl1", "default", wl1.pod_cidrs),
-            CapiCluster("wl2", "tkg-prod", wl2.pod_cidrs),
+            CapiCluster("wl1", "default", wl1.pod_cidrs, cpi=SimCcm()),
+            CapiCluster("wl2", "tkg-prod", wl2.pod_cidrs, cpi=SimCcm()),
         ],
         config_routers=[T1],
         expected={"live": 4, "orphaned": 1},
@@ -346,6 +357,58 @@ def tkg_cert() -> Scenario:
     return scenario
 
 
+def missing_route() -> Scenario:
+    """Both directions: each cluster's CCM router read from the cluster, and the routes that
+    should be there and are not."""
+    cl2 = _cl2()
+    # Joined two days ago; its CCM never wrote its route (down, or failing to reach NSX).
+    lost = _node("cl2-md-0-6d8f9c7b5-n0rt3", "172.16.147.0/24", "172.16.128.143")
+    cl2.nodes.append(lost)
+    cl5 = SimCluster(
+        "cl5",
+        ("172.16.192.0/21",),
+        [
+            _node("cl5-control-plane-q2w3e", "172.16.192.0/24", "172.16.131.10"),
+            _node("cl5-md-0-4c5d6e7f8-r4t5y", "172.16.193.0/24", "172.16.131.11"),
+        ],
+        # Moved from tanzu-cl1 to its own Tier-1; the CCM (YAML form) writes there now.
+        ccm=SimCcm(T1_CL5, form="yaml", inline_credentials=True),
+    )
+    cl6 = SimCluster(
+        "cl6",
+        ("172.16.152.0/21",),
+        [
+            _node("cl6-control-plane-b7x4m", "172.16.152.0/24", "172.16.128.90"),
+            _node("cl6-md-0-8b6c5d4f7-t6rjw", "172.16.153.0/24", "172.16.128.91"),
+        ],
+        ccm=SimCcm(configmap_status=403),  # the kubeconfig may not read the ConfigMap
+    )
+    cl9 = SimCluster(
+        "cl9",
+        ("172.16.200.0/21",),
+        [_node("cl9-control-plane-u7i8o", "172.16.200.0/24", "172.16.132.10")],
+        # Its CCM writes to another NSX manager: none of its routes are here.
+        ccm=SimCcm("/infra/tier-1s/tanzu-cl9", nsx_host="nsx-b.example.com"),
+    )
+    return Scenario(
+        name="missing-route",
+        description=(
+            "cl2's node cl2-md-0-6d8f9c7b5-n0rt3 has no route; cl5 moved to tanzu-cl5 and left "
+            "its routes on tanzu-cl1; cl6's ConfigMap is forbidden; cl9 is on another manager"
+        ),
+        tier1s=[T1, T1_CL5],
+        routes=_routes(cl2.nodes[:3])
+        + _routes(cl5.nodes, T1_CL5)
+        + _routes(cl5.nodes)
+        + _routes(cl6.nodes),
+        clusters=[cl2, cl5, cl6, cl9],
+        config_routers=None,
+        expected={"live": 9},
+        expected_missing=(lost.name,),
+        expected_misplaced=2,
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "seed": seed,
     "seed-unretired": lambda: seed(retired=False),
@@ -361,6 +424,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "tkg": tkg,
     "tkg-cert": tkg_cert,
     "vmc": vmc,
+    "missing-route": missing_route,
     "scale-s": lambda: scale_size("S"),
     "scale-m": lambda: scale_size("M"),
     "scale-l": lambda: scale_size("L"),
