@@ -78,6 +78,8 @@ def successful_run(finished_at: float = 1_764_072_000.0) -> RunMetrics:
         delete_failed=0,
         held=1,
         clusters={"ok": 2, "retired": 1},
+        nodes_without_route=4,
+        misplaced_routes=2,
         duration_seconds=12.5,
         success=True,
         finished_at=finished_at,
@@ -101,6 +103,8 @@ def test_successful_run_pushes_every_gauge(
     assert gateway.value(RUN_PATH, "deleted_routes") == 2
     assert gateway.value(RUN_PATH, "delete_failed_routes") == 0
     assert gateway.value(RUN_PATH, "held_routes") == 1
+    assert gateway.value(RUN_PATH, "nodes_without_route") == 4
+    assert gateway.value(RUN_PATH, "misplaced_routes") == 2
     assert gateway.value(RUN_PATH, "clusters", status="ok") == 2
     assert gateway.value(RUN_PATH, "clusters", status="retired") == 1
     assert gateway.value(RUN_PATH, "clusters", status="failed") == 0

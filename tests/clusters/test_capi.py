@@ -493,10 +493,23 @@ def test_end_to_end_on_the_simulated_management_cluster(tmp_path: Path, store: s
             for v in result.plan.verdicts:
                 verdicts.setdefault(v.verdict.value, []).append(v.reason or "")
             statuses = {c.name: c.status.value for c in result.plan.clusters}
-            return {"clusters": [f"{n}={s}" for n, s in sorted(statuses.items())], **verdicts}
+            ccm = {
+                c.name: f"{c.ccm.router} from {c.ccm.source}" if c.ccm else "unknown"
+                for c in result.plan.clusters
+            }
+            return {
+                "clusters": [f"{n}={s}" for n, s in sorted(statuses.items())],
+                "ccm": [f"{n}: {s}" for n, s in sorted(ccm.items())],
+                **verdicts,
+            }
 
         first = scan()
         assert first["clusters"] == ["wl1=ok", "wl2=ok"]
+        # wl2's ConfigMap is forbidden: its VSphereCPIConfig on the management cluster says.
+        assert first["ccm"] == [
+            "wl1: /infra/tier-1s/tanzu-cl1 from configmap kube-system/vsphere-cloud-config (ini)",
+            "wl2: /infra/tier-1s/tanzu-cl1 from VSphereCPIConfig tkg-prod/wl2",
+        ]
         assert len(first["live"]) == 4
         assert [r.split(":")[0] for r in first["orphaned"]] == ["node-gone"]
 
@@ -509,6 +522,11 @@ def test_end_to_end_on_the_simulated_management_cluster(tmp_path: Path, store: s
         clock[0] = T0 + 2 * HOUR  # policy.cluster_gone_after is 1h
         third = scan()
         assert third["clusters"] == ["wl1=retired", "wl2=ok"]
+        # The deleted cluster's router is remembered.
+        assert third["ccm"][0] == (
+            "wl1: /infra/tier-1s/tanzu-cl1 from configmap kube-system/vsphere-cloud-config (ini), "
+            f"remembered by {found.memory.description}"  # type: ignore[attr-defined]  # ClusterApiDiscovery
+        )
         gone = [r for r in third["orphaned"] if r.startswith("cluster-gone")]
         assert len(gone) == 2
         assert "remembered by" in gone[0]

@@ -115,7 +115,10 @@ EXPIRED = status_body(
 
 
 CCM_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/vsphere-cloud-config"
-VSPHERE_CONF = '[Route]\nrouter-path = "/infra/tier-1s/tanzu-cl1"\n[NSXT]\nhost = "nsx.example.com"\nsecret-name = "s"\nsecret-namespace = "kube-system"\n'
+VSPHERE_CONF = (
+    '[Route]\nrouter-path = "/infra/tier-1s/tanzu-cl1"\n'
+    '[NSXT]\nhost = "nsx.example.com"\nsecret-name = "s"\nsecret-namespace = "kube-system"\n'
+)
 
 
 def ccm_configmap(httpserver: HTTPServer, prefix: str = "") -> None:

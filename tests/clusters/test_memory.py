@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from werkzeug import Request, Response
 from factories import kube_json, kube_status
 from nsx_route_gc.clusters.memory import (
     ClusterMemory,
+    CorruptRecordError,
     Record,
     Scope,
     Sighting,
@@ -29,7 +30,7 @@ from nsx_route_gc.clusters.memory import (
     parse_record,
 )
 from nsx_route_gc.clusters.memory_store import CONFIGMAP_KEY, ConfigMapStore, FileStore
-from nsx_route_gc.models import ClusterStatus
+from nsx_route_gc.models import CcmSettings, ClusterStatus
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -367,3 +368,65 @@ def test_configmap_retirement_round_trip(
     assert retired.name == "cl1"
     assert retired.evidence is not None
     assert retired.evidence.endswith("remembered by configmap nsx-route-gc/state")
+
+
+# --------------------------------------------------------------------------- CCM settings
+
+CCM = CcmSettings("/infra/tier-1s/tanzu-cl1", "nsx.example.com", "configmap x (ini)")
+
+
+def test_the_ccm_settings_are_remembered_and_a_retired_cluster_keeps_its_router(
+    file_memory: ClusterMemory,
+) -> None:
+    assert file_memory.update([replace(CL1, ccm=CCM), CL2], T0, MGMT)
+    # A run that could not read cl1's settings (unreachable) does not forget them.
+    assert file_memory.update([CL1, CL2], T0 + HOUR, MGMT)
+    assert file_memory.update([CL2], T0 + 2 * HOUR, MGMT)
+    [retired] = file_memory.retired({"cl2"}, T0 + 4 * HOUR, HOUR, MGMT)
+    assert retired.name == "cl1"
+    assert retired.ccm is not None
+    assert retired.ccm.router == "/infra/tier-1s/tanzu-cl1"
+    assert retired.ccm.nsx_host == "nsx.example.com"
+    assert retired.ccm.source == f"configmap x (ini), remembered by {file_memory.description}"
+
+
+def test_newer_settings_replace_older_ones() -> None:
+    record = Record()
+    observe(record, [replace(CL1, ccm=CCM)], T0, MGMT)
+    moved = replace(CCM, router_path="/infra/tier-1s/tanzu-cl5")
+    observe(record, [replace(CL1, ccm=moved)], T0 + HOUR, MGMT)
+    [entry] = record.entries.values()
+    assert entry.ccm == moved
+    assert parse_record(dump_record(record)).entries == record.entries
+
+
+def test_a_record_written_before_ccm_settings_loads() -> None:
+    old = {
+        "schema_version": 1,
+        "clusters": [
+            {
+                "name": "cl1",
+                "namespace": "default",
+                "management": "https://mgmt:6443",
+                "pod_cidrs": ["172.16.136.0/21"],
+                "first_seen": T0.isoformat(),
+                "last_seen": T0.isoformat(),
+                "missing_since": None,
+            }
+        ],
+    }
+    [entry] = parse_record(json.dumps(old)).entries.values()
+    assert entry.ccm is None
+    assert entry.name == "cl1"
+
+
+@pytest.mark.parametrize(
+    "ccm", [[], {"router_path": 5}, {"nsx_host": "x" * 2000}, "/infra/tier-1s/t1"]
+)
+def test_damaged_ccm_settings_make_the_record_suspect(ccm: object) -> None:
+    record = Record()
+    observe(record, [CL1], T0, MGMT)
+    doc = json.loads(dump_record(record))
+    doc["clusters"][0]["ccm"] = ccm
+    with pytest.raises(CorruptRecordError):
+        parse_record(json.dumps(doc))

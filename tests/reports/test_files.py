@@ -105,6 +105,7 @@ def awkward_verdicts(values: Sequence[str] = AWKWARD) -> list[RouteVerdict]:
                 flag=[None, odd, "flagged"][i % 3],
                 hold_reason=[None, odd][i % 2],
                 checked_clusters=[(), CLUSTERS, (odd, "x"), CLUSTERS[:3]][i % 4],
+                expected_router=[None, odd, T1][i % 3],
             )
         )
     return out

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from reportkit import UID1, report
+from reportkit import OLD_T1, T5, UID1, UID3, UID4, placed_report, report
 
+from factories import T1
 from nsx_route_gc.reports import render
 from nsx_route_gc.reports.render import to_markdown, to_terminal
 
@@ -55,3 +56,77 @@ def test_report_only_sections_are_capped_but_routes_to_delete_never(
     doc["routes"] = [dict(r, verdict="unattributed", action="none") for r in doc["routes"]]
     capped = render.to_markdown(doc)
     assert "... and 3 more: see report.csv or report.json." in capped
+
+
+# --------------------------------------------------------------------------- both directions
+
+
+def test_report_json_carries_clusters_routers_missing_nodes_and_misplaced_routes() -> None:
+    doc = placed_report()
+    clusters = {c["name"]: c for c in doc["clusters"]}  # type: ignore[attr-defined]  # test data
+    assert {k: clusters["cl2"][k] for k in ("pod_routing", "router_path", "nsx_host", "flags")} == {
+        "pod_routing": True,
+        "router_path": T1,
+        "nsx_host": "nsx.example.com",
+        "flags": [],
+    }
+    assert clusters["cl9"]["flags"] == ["other-manager"]
+    assert clusters["cl9"]["warnings"] == ["odd"]
+    [missing] = doc["nodes_without_route"]  # type: ignore[misc]  # test data
+    assert missing == {
+        "cluster": "cl2",
+        "node": "lost",
+        "uid": UID3,
+        "pod_cidrs": ["172.16.145.0/24"],
+        "missing_cidrs": ["172.16.145.0/24"],
+        "expected_router": T1,
+        "expected_route_ids": [f"{UID3}_172.16.145.0_24"],
+        "node_created": "2026-11-22T12:00:00Z",
+        "node_age_seconds": 3 * 86400,
+    }
+    rows = {(r["router_path"], r["id"]): r for r in doc["routes"]}  # type: ignore[attr-defined]  # test data
+    left = rows[OLD_T1, f"{UID4}_172.16.192.0_24"]
+    assert (left["verdict"], left["action"], left["misplaced"], left["expected_router"]) == (
+        "live",
+        "none",
+        True,
+        T5,
+    )
+    assert not rows[T5, f"{UID4}_172.16.192.0_24"]["misplaced"]
+    assert doc["summary"]["nodes_without_route"] == 1  # type: ignore[index]  # test data
+    assert doc["summary"]["misplaced_routes"] == 1  # type: ignore[index]  # test data
+
+
+def test_markdown_has_a_section_for_routers_missing_nodes_and_misplaced_routes() -> None:
+    md = to_markdown(placed_report())
+    for expected in (
+        "## Cluster routers (what each cluster's CCM is configured with)",
+        f"| cl2 | on | {T1} | nsx.example.com | configmap (ini) | - | - |",
+        "| cl9 | on | /infra/tier-1s/t9 | nsx-b.example.com | configmap (ini) | other-manager "
+        "| odd |",
+        "## Misplaced: routes of live nodes on a router other than their cluster's CCM router",
+        f"| {OLD_T1} | `{UID4}_172.16.192.0_24` |",
+        f"| cl5/n | {T5} |",
+        "## Nodes without their route (missing: pods not reachable from outside) (1)",
+        f"| cl2 | lost | `{UID3}` | 172.16.145.0/24 | {T1} | 2026-11-22T12:00:00Z | 3d |",
+    ):
+        assert expected in md, expected
+    assert md.index("## Clusters") < md.index("## Cluster routers") < md.index("## Routes to")
+
+
+def test_terminal_names_each_clusters_router_and_counts_missing_and_misplaced() -> None:
+    lines = to_terminal(placed_report()).splitlines()
+    assert "CCM routers:" in lines
+    assert f"  cl2: {T1} on nsx.example.com" in lines
+    assert "  cl9: /infra/tier-1s/t9 on nsx-b.example.com [other-manager]" in lines
+    assert "Nodes without their route: 1" in lines
+    assert f"  cl2/lost  {UID3}  172.16.145.0/24  expected on {T1}" in lines
+    assert "Misplaced routes (kept): 1" in lines
+    assert any(OLD_T1 in line and f"expected on {T5}" in line for line in lines)
+
+
+def test_a_report_without_placement_says_so_plainly() -> None:
+    lines = to_terminal(report()).splitlines()
+    assert "  cl2: unknown [ccm-settings-unknown]" not in lines  # judged without place()
+    assert "  cl2: unknown" in lines
+    assert not any(line.startswith(("Nodes without", "Misplaced")) for line in lines)

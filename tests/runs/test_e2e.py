@@ -34,6 +34,7 @@ SCENARIOS = [
     "tkg",
     "tkg-cert",
     "vmc",
+    "missing-route",
     "scale-s",
 ]
 
@@ -76,6 +77,10 @@ def test_scan_scenario(name: str, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "r/report.json").read_text())
     found = {k: v for k, v in report["summary"]["verdicts"].items() if v}
     assert found == scenario.expected
+    missing = [m["node"] for m in report["nodes_without_route"]]
+    assert missing == list(scenario.expected_missing)
+    assert report["summary"]["misplaced_routes"] == scenario.expected_misplaced
+    assert sum(1 for r in report["routes"] if r["misplaced"]) == scenario.expected_misplaced
     assert deletes == 0
     log_lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert log_lines[-1]["event"] == "run.summary"
@@ -118,6 +123,10 @@ def test_management_cluster_memory_retires_a_deleted_cluster_across_runs(tmp_pat
         third = scan("3")
     statuses = {c["name"]: c["status"] for c in third["clusters"]}
     assert statuses == {"wl1": "retired", "wl2": "ok"}
+    # The deleted cluster's router is still known, from the memory.
+    wl1 = next(c for c in third["clusters"] if c["name"] == "wl1")
+    assert wl1["router_path"] == "/infra/tier-1s/tanzu-cl1"
+    assert "remembered by" in wl1["ccm_source"]
     gone = [r for r in third["routes"] if (r["reason"] or "").startswith("cluster-gone")]
     assert len(gone) == 2
     assert all(r["action"] == "delete" for r in gone)
@@ -303,3 +312,57 @@ def test_a_tkg_file_of_a_vmc_cluster_alone_scans(tmp_path: Path) -> None:
     }
     assert counters == {"csp_token": 1, "nsx_list_routes": 1}
     assert token not in result.stderr
+
+
+def test_missing_route_scenario_reports_the_node_and_every_clusters_router(
+    tmp_path: Path,
+) -> None:
+    """Issue 14's "done when": one live node of cl2 has no route; the scan reports it missing
+    with its expected router, and shows for every cluster the router its CCM uses."""
+    with Simulator(load_scenario("missing-route")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        result = cli(
+            "--log-format",
+            "json",
+            "scan",
+            "--config",
+            str(config),
+            "--report-dir",
+            str(tmp_path / "r"),
+            "--detailed-exitcode",
+        )
+        host = sim.ccm_nsx_host
+        password = sim.kube["cl5"].ccm_password  # written in cl5's vsphere.conf
+    assert result.returncode == 0, result.stderr[-2000:]  # nothing to delete: not 3
+    report = json.loads((tmp_path / "r/report.json").read_text())
+    [missing] = report["nodes_without_route"]
+    assert (missing["cluster"], missing["node"], missing["expected_router"]) == (
+        "cl2",
+        "cl2-md-0-6d8f9c7b5-n0rt3",
+        "/infra/tier-1s/tanzu-cl1",
+    )
+    assert missing["missing_cidrs"] == ["172.16.147.0/24"]
+    routers = {
+        c["name"]: (c["pod_routing"], c["router_path"], c["nsx_host"], c["flags"])
+        for c in report["clusters"]
+    }
+    assert routers == {
+        "cl2": (True, "/infra/tier-1s/tanzu-cl1", host, []),
+        "cl5": (True, "/infra/tier-1s/tanzu-cl5", host, []),
+        "cl6": (None, None, None, ["ccm-settings-unknown"]),
+        "cl9": (True, "/infra/tier-1s/tanzu-cl9", "nsx-b.example.com", ["other-manager"]),
+    }
+    misplaced = [r for r in report["routes"] if r["misplaced"]]
+    assert {(r["router_path"], r["expected_router"], r["verdict"]) for r in misplaced} == {
+        ("/infra/tier-1s/tanzu-cl1", "/infra/tier-1s/tanzu-cl5", "live")
+    }
+    assert "Nodes without their route: 1" in result.stdout
+    assert "  cl2: /infra/tier-1s/tanzu-cl1 on " + host in result.stdout
+    markdown = (tmp_path / "r/report.md").read_text()
+    assert "## Nodes without their route" in markdown
+    assert "## Cluster routers" in markdown
+    summary = json.loads(result.stderr.splitlines()[-1])
+    assert (summary["nodes_without_route"], summary["misplaced_routes"]) == (1, 2)
+    everything = result.stdout + result.stderr
+    everything += "".join(p.read_text() for p in (tmp_path / "r").iterdir())
+    assert password not in everything

@@ -201,3 +201,60 @@ def test_deleting_a_workload_cluster_takes_its_api_down_too(
     assert [c["metadata"]["name"] for c in listed["items"]] == ["wl2"]
     assert mgmt.kube["wl1"].unreachable
     assert mgmt.nsx.route_count() == 5  # its routes stay behind
+
+
+# --------------------------------------------------------------------------- CCM settings
+
+
+@pytest.fixture
+def routing() -> Iterator[Simulator]:
+    with Simulator(load_scenario("missing-route")) as sim:
+        yield sim
+
+
+def test_the_ccm_configmap_in_both_forms(routing: Simulator, tmp_path: Path) -> None:
+    ini = client.CoreV1Api(_api(routing, "cl2", tmp_path)).read_namespaced_config_map(
+        "vsphere-cloud-config", "kube-system"
+    )
+    assert ini.metadata.namespace == "kube-system"
+    text = ini.data["vsphere.conf"]
+    assert '[Route]\nrouter-path = "/infra/tier-1s/tanzu-cl1"\n' in text
+    assert f'[NSXT]\nhost = "{routing.ccm_nsx_host}"\n' in text
+    assert 'secret-name = "cloud-provider-vsphere-nsxt-credentials"' in text
+    as_yaml = client.CoreV1Api(_api(routing, "cl5", tmp_path)).read_namespaced_config_map(
+        "vsphere-cloud-config", "kube-system"
+    )
+    doc = yaml.safe_load(as_yaml.data["vsphere.conf"])
+    assert doc["route"] == {"routerPath": "/infra/tier-1s/tanzu-cl5"}
+    assert doc["nsxt"]["host"] == routing.ccm_nsx_host
+    assert doc["nsxt"]["password"] == routing.kube["cl5"].ccm_password
+
+
+def test_a_forbidden_ccm_configmap_answers_403_like_rbac(
+    routing: Simulator, tmp_path: Path
+) -> None:
+    core = client.CoreV1Api(_api(routing, "cl6", tmp_path))
+    with pytest.raises(ApiException) as caught:
+        core.read_namespaced_config_map("vsphere-cloud-config", "kube-system")
+    assert caught.value.status == 403
+    body = _status(caught)
+    assert body["reason"] == "Forbidden"
+    assert 'cannot get resource "configmaps"' in body["message"]
+
+
+def test_vspherecpiconfigs_on_the_management_cluster(mgmt: Simulator, tmp_path: Path) -> None:
+    custom = client.CustomObjectsApi(_api(mgmt, "mgmt", tmp_path))
+    obj = custom.get_namespaced_custom_object(
+        "cpi.tanzu.vmware.com", "v1alpha1", "tkg-prod", "vspherecpiconfigs", "wl2"
+    )
+    assert obj["kind"] == "VSphereCPIConfig"
+    nsxt = obj["spec"]["vsphereCPI"]["nsxt"]
+    assert nsxt["podRoutingEnabled"] is True
+    assert nsxt["route"] == {"routerPath": "/infra/tier-1s/tanzu-cl1"}
+    assert nsxt["apiHost"] == mgmt.ccm_nsx_host
+    assert nsxt["credentialLocalObjRef"] == {"kind": "Secret", "name": "wl2-nsxt-credential"}
+    with pytest.raises(ApiException) as caught:
+        custom.get_namespaced_custom_object(
+            "cpi.tanzu.vmware.com", "v1alpha1", "default", "vspherecpiconfigs", "nope"
+        )
+    assert _status(caught)["reason"] == "NotFound"
