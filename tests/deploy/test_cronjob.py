@@ -349,6 +349,12 @@ def test_rbac_reads_clusters_and_writes_nothing_cluster_wide() -> None:
         "resources": ["clusters"],
         "verbs": ["get", "list", "watch"],
     } in cluster_rules
+    # Each TKG 2.x cluster's CCM settings, by name: get only.
+    assert {
+        "apiGroups": ["cpi.tanzu.vmware.com"],
+        "resources": ["vspherecpiconfigs"],
+        "verbs": ["get"],
+    } in cluster_rules
     for rule in cluster_rules:
         assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
 
