@@ -50,7 +50,9 @@ def _api(sim: Simulator, cluster: str, tmp_path: Path) -> ApiClient:
 def test_the_ini_form_tkg_writes(sim: Simulator, tmp_path: Path) -> None:
     settings, problems = read_ccm_configmap(_api(sim, "cl2", tmp_path))
     assert settings == CcmSettings(
-        "/infra/tier-1s/tanzu-cl1", sim.ccm_nsx_host, "configmap kube-system/vsphere-cloud-config (ini)"
+        "/infra/tier-1s/tanzu-cl1",
+        sim.ccm_nsx_host,
+        "configmap kube-system/vsphere-cloud-config (ini)",
     )
     assert problems == ()
 

@@ -93,6 +93,9 @@ def test_report_json_carries_clusters_routers_missing_nodes_and_misplaced_routes
         T5,
     )
     assert not rows[T5, f"{UID4}_172.16.192.0_24"]["misplaced"]
+    # A misplaced live route keeps its body (evidence for moving it); a plain live one not.
+    assert left["nsx_object"]["id"] == f"{UID4}_172.16.192.0_24"
+    assert rows[T5, f"{UID4}_172.16.192.0_24"]["nsx_object"] is None
     assert doc["summary"]["nodes_without_route"] == 1  # type: ignore[index]  # test data
     assert doc["summary"]["misplaced_routes"] == 1  # type: ignore[index]  # test data
 

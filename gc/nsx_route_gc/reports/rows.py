@@ -233,11 +233,17 @@ def _row_of(source: RowSource) -> dict[str, Any]:
 
 def keeps_body(v: RouteVerdict) -> bool:
     """Whether a row carries its NSX body: a row with an action (delete, deleted, held, ...)
-    or a problem (a verdict other than live or foreign, a flag). A live route's body is
-    NSX's to keep; at 100,000 routes the bodies were most of the report's size."""
+    or a problem (a verdict other than live or foreign, a flag, misplaced: whoever moves it by
+    hand wants the body). A live route's body is NSX's to keep; at 100,000 routes the bodies
+    were most of the report's size."""
     if v.verdict is Verdict.FOREIGN or v.route.packed is None:
         return False
-    return v.action is not Action.NONE or v.verdict is not Verdict.LIVE or v.flag is not None
+    return (
+        v.action is not Action.NONE
+        or v.verdict is not Verdict.LIVE
+        or v.flag is not None
+        or v.expected_router is not None
+    )
 
 
 def route_row(
