@@ -94,3 +94,34 @@ def test_worker_threads_carry_the_run_id() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert len(lines) == 8
     assert {entry["run_id"] for entry in lines} == {"run-42"}
+
+
+BODY = {
+    "id": "u_172.16.136.0_24",
+    "network": "172.16.136.0/24",
+    "next_hops": [{"ip_address": "10.0.0.5", "admin_distance": 1}],
+    "tags": [{"scope": "vsphere.k8s.io/cluster-name", "tag": "kubernetes"}],
+    "_revision": 0,
+}
+
+
+def test_console_shows_the_deleted_route_not_its_whole_object() -> None:
+    stream = Tty()
+    logs.configure("console", "info", stream)
+    structlog.get_logger("t").info(
+        "route.deleted", router="/infra/tier-1s/a", route=BODY["id"], nsx_object=BODY
+    )
+    out = stream.getvalue()
+    assert BODY["id"] in out
+    assert "nsx_object" not in out
+    assert "vsphere.k8s.io/cluster-name" not in out
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_json_keeps_the_deleted_routes_whole_object() -> None:
+    stream = io.StringIO()
+    logs.configure("json", "info", stream)
+    structlog.get_logger("t").info(
+        "route.deleted", router="/infra/tier-1s/a", route=BODY["id"], nsx_object=BODY
+    )
+    assert json.loads(stream.getvalue())["nsx_object"] == BODY

@@ -30,7 +30,7 @@ from nsx_route_gc.reports.journal import JOURNAL_NAME, is_finished
 from nsx_route_gc.reports.render import to_terminal
 from nsx_route_gc.reports.retention import new_run_dir, prune_runs
 from nsx_route_gc.runs import frame as app
-from nsx_route_gc.runs.apply import run_apply
+from nsx_route_gc.runs.apply import Proposal, run_apply
 from nsx_route_gc.runs.restore import run_restore
 from nsx_route_gc.tkg import materialised, merge_tkg, read_tkg_config
 
@@ -42,19 +42,35 @@ cli = typer.Typer(
         "Find and delete NSX static routes left behind by Kubernetes routable pods "
         "(vSphere CCM routes whose node or cluster is gone)."
     ),
-    add_completion=False,
+    add_completion=True,
+    # Plain help: flags show no value, options the metavar given (FILE, DIR, N).
+    rich_markup_mode=None,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
+
+def _positive(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"{value} is not a whole number of at least 1")
+    return value
+
+
 ConfigOption = Annotated[
     Path,
-    typer.Option("--config", "-c", help="Configuration YAML (see README).", show_default=False),
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="Configuration YAML (see README).",
+        show_default=False,
+    ),
 ]
 TkgOption = Annotated[
     list[Path] | None,
     typer.Option(
         "--tkg-config",
+        metavar="FILE",
         help=(
             "A TKG cluster configuration file (repeatable): its NSXT_* settings and "
             "CLUSTER_NAME/CLUSTER_CIDR; they override the configuration file, the "
@@ -67,8 +83,10 @@ ReportDirOption = Annotated[
     Path | None,
     typer.Option(
         "--report-dir",
+        metavar="DIR",
         help="Write report.json, report.md and report.csv (apply: and journal.jsonl, each "
-        "route's body before its deletion is sent) into this directory.",
+        "route's body before its deletion is sent) into this directory. A directory that "
+        "holds a report already is refused unless --force.",
         show_default=False,
     ),
 ]
@@ -78,7 +96,8 @@ KeepRunsOption = Annotated[
     int | None,
     typer.Option(
         "--keep-runs",
-        min=1,
+        metavar="N",
+        callback=_positive,
         help="Write each run into its own subdirectory run-<UTC time> of --report-dir and "
         "keep the newest N (never one holding an unfinished journal).",
         show_default=False,
@@ -88,13 +107,33 @@ GzipOption = Annotated[
     bool,
     typer.Option("--gzip", help="Write report.json.gz and report.csv.gz instead of .json, .csv."),
 ]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Write into a --report-dir that holds the report of an earlier run (replacing it).",
+    ),
+]
+PlanShaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--plan-sha256",
+        metavar="HEX",
+        help="The plan's SHA-256 the change approved: refuse the plan (exit 2) unless its "
+        "plan_sha256 is this.",
+        show_default=False,
+    ),
+]
 
 
 class Target:
     """Where a run writes its reports: --report-dir itself, or (--keep-runs) a new run
     subdirectory of it, pruned to the newest N after the run."""
 
-    def __init__(self, report_dir: Path | None, keep_runs: int | None) -> None:
+    def __init__(
+        self, report_dir: Path | None, keep_runs: int | None, *, force: bool = False
+    ) -> None:
+        self.force = force
         if keep_runs is not None and report_dir is None:
             _fail("--keep-runs needs --report-dir", app.EXIT_USAGE)
         self.root = report_dir if keep_runs is not None else None
@@ -159,7 +198,8 @@ def _guard(body: Callable[[ExitStack], int], target: Target | None = None) -> No
     signal.signal(signal.SIGTERM, _terminate)
     try:
         if report_dir is not None:
-            check_report_dir(report_dir)
+            # A --keep-runs run directory is new: only --report-dir itself can hold a report.
+            check_report_dir(report_dir, force=target is None or target.force)
         with ExitStack() as stack:
             code = body(stack)
         if target is not None:
@@ -196,12 +236,14 @@ def main_options(
         str,
         typer.Option(
             "--log-format",
+            metavar="FORMAT",
             help="auto (JSON unless stderr is a terminal), json or console.",
             case_sensitive=False,
         ),
     ] = "auto",
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
+        str,
+        typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning or error."),
     ] = "info",
     version: Annotated[
         bool,
@@ -238,6 +280,26 @@ def scan(
     tkg_config: TkgOption = None,
     keep_runs: KeepRunsOption = None,
     compress: GzipOption = False,
+    force: ForceOption = False,
+    router: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--router",
+            metavar="PATH",
+            help="Scan only this Tier-1 (repeatable; inside nsx.routers when that is set).",
+            show_default=False,
+        ),
+    ] = None,
+    cluster: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cluster",
+            metavar="NAME",
+            help="Report and plan only the routes judged to be this cluster's (repeatable); "
+            "every cluster is still inventoried, the limits are judged on what is left.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Dry run: judge every route and report; nothing is changed.
 
@@ -246,7 +308,7 @@ def scan(
     --detailed-exitcode when routes to delete were found.
     """
 
-    target = Target(report_dir, keep_runs)
+    target = Target(report_dir, keep_runs, force=force)
 
     def body(stack: ExitStack) -> int:
         outcome = app.run_scan(
@@ -255,6 +317,8 @@ def scan(
             detailed_exitcode=detailed_exitcode,
             progress=_progress(ctx),
             compress=compress,
+            routers=router or (),
+            clusters=cluster or (),
         )
         _print_outcome(outcome)
         return outcome.exit_code
@@ -270,12 +334,41 @@ YesOption = Annotated[
 ]
 
 
+def _check_terminal(yes: bool, verb: str) -> None:
+    if not yes and not sys.stdin.isatty():
+        _fail(f"{verb} needs confirmation: run it on a terminal, or pass --yes", app.EXIT_USAGE)
+
+
+def _apply_confirmation(yes: bool) -> Callable[[Proposal], bool]:
+    """``--yes``, or a question naming the manager, the routers, the number of routes and
+    the plan's digest; without a terminal and without --yes, refuse before any change."""
+    _check_terminal(yes, "delete")
+    if yes:
+        return lambda _proposal: True
+
+    def ask(p: Proposal) -> bool:
+        typer.echo(f"About to delete on NSX manager {p.nsx_host}:", err=True)
+        for router, n in sorted(p.counts.items()):
+            typer.echo(f"  {router}: {n} route(s)", err=True)
+        source = f"plan {p.plan}" if p.plan is not None else "this scan's plan"
+        typer.echo(f"From {source}, SHA-256 {p.plan_sha256}", err=True)
+        if p.deleting_sha256 != p.plan_sha256:
+            typer.echo(f"These deletions alone: SHA-256 {p.deleting_sha256}", err=True)
+        return typer.confirm(
+            f"Delete {p.total} route(s) on {len(p.counts)} router(s) of {p.nsx_host} "
+            f"(plan SHA-256 {p.plan_sha256[:12]}...)?",
+            default=False,
+            err=True,
+        )
+
+    return ask
+
+
 def _confirmation(yes: bool, verb: str) -> Callable[[dict[str, int]], bool]:
     """``--yes``, or a question on the terminal; without either, refuse before any change."""
+    _check_terminal(yes, verb)
     if yes:
         return lambda _counts: True
-    if not sys.stdin.isatty():
-        _fail(f"{verb} needs confirmation: run it on a terminal, or pass --yes", app.EXIT_USAGE)
 
     def ask(counts: dict[str, int]) -> bool:
         typer.echo(f"About to {verb}:", err=True)
@@ -295,8 +388,29 @@ def apply_command(
         Path | None,
         typer.Option(
             "--plan",
+            metavar="FILE",
             help="Delete exactly the routes this scan report.json marked for deletion "
             "(an approved plan). Without it: scan afresh and delete what it finds.",
+            show_default=False,
+        ),
+    ] = None,
+    plan_sha256: PlanShaOption = None,
+    route: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--route",
+            metavar="ID",
+            help="Delete only this route of the plan (repeatable, with --plan); the limits "
+            "are judged on what is deleted.",
+            show_default=False,
+        ),
+    ] = None,
+    router: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--router",
+            metavar="PATH",
+            help="Delete only the plan's routes on this Tier-1 (repeatable, with --plan).",
             show_default=False,
         ),
     ] = None,
@@ -304,14 +418,23 @@ def apply_command(
     yes: YesOption = False,
     max_plan_age: Annotated[
         str,
-        typer.Option("--max-plan-age", help="Refuse a plan older than this (90m, 24h, 2d)."),
+        typer.Option(
+            "--max-plan-age",
+            metavar="DURATION",
+            help="Refuse a plan older than this (90m, 24h, 2d).",
+        ),
     ] = "24h",
     allow_old_plan: Annotated[
         bool, typer.Option("--allow-old-plan", help="Apply a plan older than --max-plan-age.")
     ] = False,
     batch_size: Annotated[
         int,
-        typer.Option("--batch-size", min=1, help="Routes per hierarchical delete call."),
+        typer.Option(
+            "--batch-size",
+            metavar="N",
+            callback=_positive,
+            help="Routes per hierarchical delete call.",
+        ),
     ] = 100,
     tkg_config: TkgOption = None,
     keep_runs: KeepRunsOption = None,
@@ -320,8 +443,10 @@ def apply_command(
         bool,
         typer.Option(
             "--force",
-            help="Apply even though an earlier apply left an unfinished journal (it died "
-            "while deleting); that journal is kept as journal.<UTC time>.jsonl.",
+            help="Write into a --report-dir that holds the report of an earlier run "
+            "(replacing it), or apply even though an earlier apply left an unfinished "
+            "journal there (it died while deleting); that journal is kept as "
+            "journal.<UTC time>.jsonl.",
         ),
     ] = False,
 ) -> None:
@@ -334,10 +459,12 @@ def apply_command(
     interrupted (Ctrl-C, SIGTERM: no further batch is sent; restore --from DIR).
     """
 
-    target = Target(report_dir, keep_runs)
+    target = Target(report_dir, keep_runs, force=force)
 
     def body(stack: ExitStack) -> int:
-        confirm = _confirmation(yes, "delete")
+        if plan is None and (plan_sha256 or route or router):
+            _fail("--plan-sha256, --route and --router need --plan", app.EXIT_USAGE)
+        confirm = _apply_confirmation(yes)
         try:
             age = parse_duration(max_plan_age)
         except ValueError as exc:
@@ -354,6 +481,9 @@ def apply_command(
             force=force,
             runs_root=target.root,
             compress=compress,
+            plan_sha256=plan_sha256,
+            route_ids=route or (),
+            router_paths=router or (),
         )
         _print_outcome(outcome)
         return outcome.exit_code
@@ -365,18 +495,32 @@ def apply_command(
 def restore_command(
     config: ConfigOption,
     from_report: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--from",
+            metavar="PATH",
             help="The apply run's report directory (its report.json or report.json.gz; its "
             "journal.jsonl when the run died before its report), or one of those files.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    from_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-log",
+            metavar="FILE",
+            help="An apply run's JSON log (kubectl logs of the CronJob's pod): restore the "
+            "routes of its route.deleted lines.",
+            show_default=False,
+        ),
+    ] = None,
     route: Annotated[
         list[str] | None,
         typer.Option(
-            "--route", help="Restore only this route id (repeatable).", show_default=False
+            "--route",
+            metavar="ID",
+            help="Restore only this route id (repeatable).",
+            show_default=False,
         ),
     ] = None,
     report_dir: ReportDirOption = None,
@@ -384,21 +528,26 @@ def restore_command(
     tkg_config: TkgOption = None,
     keep_runs: KeepRunsOption = None,
     compress: GzipOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Recreate routes an apply run deleted, from the original bodies in its report (or its
-    journal, when it died before writing the report).
+    journal, when it died before writing the report), or in its JSON log (--from-log).
 
     A route that exists again with other content is not overwritten (held). Exit codes: 0
     every selected route is back, 1 some held or failed, 2 usage error or report refused.
     """
 
-    target = Target(report_dir, keep_runs)
+    target = Target(report_dir, keep_runs, force=force)
+    source = from_report or from_log
+    if source is None or (from_report is not None and from_log is not None):
+        _fail("give one of --from DIR and --from-log FILE", app.EXIT_USAGE)
 
     def body(stack: ExitStack) -> int:
         confirm = _confirmation(yes, "restore")
         outcome = run_restore(
             _load(stack, config, tkg_config),
-            report_path=from_report,
+            report_path=source,
+            from_log=from_log is not None,
             confirm=confirm,
             route_ids=route or (),
             report_dir=target.dir,
@@ -414,7 +563,9 @@ def restore_command(
 def demo(
     directory: Annotated[
         Path,
-        typer.Option("--dir", help="Where the demo writes its configuration and reports."),
+        typer.Option(
+            "--dir", metavar="DIR", help="Where the demo writes its configuration and reports."
+        ),
     ] = Path("nsx-route-gc-demo"),
 ) -> None:
     """Scan the bundled simulator of the seed set-up (cl1 deleted, cl2 live on one Tier-1).
@@ -436,22 +587,26 @@ def demo(
 @cli.command()
 def simulate(
     scenario: Annotated[
-        str, typer.Option("--scenario", help="Scenario name (see --list).")
+        str, typer.Option("--scenario", metavar="NAME", help="Scenario name (see --list).")
     ] = "seed",
     directory: Annotated[
         Path,
-        typer.Option("--dir", help="Where to write config.yaml, kubeconfigs and the CA."),
+        typer.Option(
+            "--dir", metavar="DIR", help="Where to write config.yaml, kubeconfigs and the CA."
+        ),
     ] = Path("nsx-route-gc-sim"),
     list_scenarios: Annotated[
-        bool, typer.Option("--list", help="List the scenarios and exit.")
+        bool, typer.Option("--list", help="List the scenarios, each with its description.")
     ] = False,
 ) -> None:
     """Keep a simulator running (until Ctrl-C) and print how to point scan at it."""
     from nsx_route_gc.runs.demo import serve  # noqa: PLC0415  # the simulator loads only when asked for
-    from nsx_route_gc.simulator import SCENARIOS, Simulator  # noqa: PLC0415  # as above
+    from nsx_route_gc.simulator import SCENARIOS, Simulator, load_scenario  # noqa: PLC0415  # as above
 
     if list_scenarios:
-        typer.echo("\n".join(sorted(SCENARIOS)))
+        width = max(map(len, SCENARIOS))
+        for name in sorted(SCENARIOS):
+            typer.echo(f"{name:<{width}}  {load_scenario(name).description}")
         raise typer.Exit(0)
     if scenario not in SCENARIOS:
         _fail(f"--scenario: unknown scenario {scenario!r} (see --list)", app.EXIT_USAGE)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -17,6 +17,7 @@ from nsx_route_gc.heap import collector_paused
 from nsx_route_gc.models import (
     CLUSTER_TAG_SCOPE,
     DEFAULT_CCM_CLUSTER_NAME,
+    LIMIT_HOLDS,
     NODE_TAG_SCOPE,
     Action,
     ClusterInventory,
@@ -419,10 +420,42 @@ def _hold_reason(route: Route, policy: Policy, now: datetime) -> str | None:
     return None
 
 
+def narrow(plan: Plan, keep: Callable[[RouteVerdict], bool], policy: Policy) -> Plan:
+    """The plan with only the verdicts ``keep`` selects (``scan --cluster``), the blast-radius
+    limits judged again on what it deletes: each router's share against all its managed
+    routes, not only the ones kept."""
+    managed = Counter(
+        v.route.router_path for v in plan.verdicts if v.verdict is not Verdict.FOREIGN
+    )
+    kept = [_unlimited(v) for v in plan.verdicts if keep(v)]
+    by_router: dict[str, list[RouteVerdict]] = {}
+    for v in kept:
+        by_router.setdefault(v.route.router_path, []).append(v)
+    verdicts: list[RouteVerdict] = []
+    limit_holds: list[tuple[str, str]] = []
+    for router, routes in by_router.items():
+        limited, hold = _apply_router_limit(router, routes, policy, managed[router])
+        if hold:
+            limit_holds.append((router, hold))
+        verdicts.extend(limited)
+    verdicts, run_hold = _apply_run_limit(verdicts, policy)
+    if run_hold:
+        limit_holds.append(("*", run_hold))
+    return replace(plan, verdicts=tuple(verdicts), limit_holds=tuple(limit_holds))
+
+
+def _unlimited(v: RouteVerdict) -> RouteVerdict:
+    """A verdict as it was before a blast-radius limit held it (limits hold only deletions)."""
+    if v.action is Action.HELD and (v.hold_reason or "").startswith(LIMIT_HOLDS):
+        return replace(v, action=Action.DELETE, hold_reason=None)
+    return v
+
+
 def _apply_router_limit(
-    router: str, judged: list[RouteVerdict], policy: Policy
+    router: str, judged: list[RouteVerdict], policy: Policy, managed: int | None = None
 ) -> tuple[list[RouteVerdict], str | None]:
-    managed = sum(1 for v in judged if v.verdict is not Verdict.FOREIGN)
+    if managed is None:
+        managed = sum(1 for v in judged if v.verdict is not Verdict.FOREIGN)
     deleting = sum(1 for v in judged if v.action is Action.DELETE)
     if not deleting or not managed:
         return judged, None

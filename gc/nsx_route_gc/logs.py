@@ -56,6 +56,19 @@ def _scrub_processor(
     return {k: _scrub_value(v) for k, v in event_dict.items()}
 
 
+# Fields that JSON logs keep whole (route.deleted's body is the way back when the report is
+# lost) but that would fill a terminal: about 15 lines an NSX object.
+CONSOLE_OMITTED = frozenset({"nsx_object"})
+
+
+def _console_short(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in CONSOLE_OMITTED & event_dict.keys():
+        del event_dict[key]
+    return event_dict
+
+
 def carry_context(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap ``fn`` so that on a worker thread it logs with the caller's bound fields (run id).
 
@@ -110,9 +123,13 @@ def configure(log_format: str = "auto", level: str = "info", stream: TextIO | No
         shared.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    final: list[structlog.typing.Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta
+    ]
+    if not as_json:
+        final.append(_console_short)
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=shared, processors=[*final, renderer]
     )
     handler: logging.StreamHandler[Any] = logging.StreamHandler(target)
     handler.setFormatter(formatter)

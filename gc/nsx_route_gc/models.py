@@ -33,6 +33,14 @@ class Verdict(StrEnum):
     FOREIGN = "foreign"
 
 
+# A Tier-1 gateway's policy path, in the default space or a project's.
+TIER1 = re.compile(r"^(?:/orgs/[^/]+/projects/[^/]+)?/infra/tier-1s/[^/]+$")
+
+# Hold reasons of the blast-radius limits: judgement would delete such a route but for how
+# many others it deletes beside it.
+LIMIT_HOLDS = ("max-delete-percent", "max-deletes")
+
+
 class Action(StrEnum):
     NONE = "none"
     DELETE = "delete"

@@ -16,6 +16,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
+from nsx_route_gc import __version__
 from nsx_route_gc.config import build_config
 from nsx_route_gc.models import Policy
 
@@ -90,7 +91,6 @@ def test_manifest_has_every_document() -> None:
             "ClusterRoleBinding",
             "Role",
             "RoleBinding",
-            "Secret",
             "ConfigMap",
             "PersistentVolumeClaim",
             "CronJob",
@@ -178,8 +178,10 @@ def test_reports_and_journals_outlive_the_pod_with_a_retention() -> None:
         assert "--gzip" in args
 
 
-def test_image_is_the_pinned_placeholder() -> None:
-    assert container()["image"] == "ghcr.io/example/nsx-route-gc:0.1.0"
+def test_image_is_the_one_make_image_builds() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "docker build -t nsx-route-gc:$(VERSION) ." in makefile
+    assert container()["image"] == f"nsx-route-gc:{__version__}"
 
 
 # Global options come before the command (nsx-route-gc --log-format json scan ...).
@@ -248,9 +250,26 @@ def test_args_parse_with_the_real_cli(mode: str) -> None:
     assert f"nsx-route-gc {mode}" in result.stdout
 
 
+# The keys of the NSX Secret the operator creates (README, the manifest's header):
+# kubectl -n nsx-route-gc create secret generic nsx-route-gc-nsx --from-literal=username=...
+# --from-file=password=...
+SECRET_KEYS = {"username": "REPLACE-WITH-NSX-USERNAME", "password": "REPLACE-WITH-NSX-PASSWORD"}
+CREATE_SECRET = (
+    "kubectl -n nsx-route-gc create secret generic nsx-route-gc-nsx \\\n"
+    "  --from-literal=username=admin --from-file=password=./nsx-password"
+)
+
+
+def test_the_secret_is_not_in_the_manifest_but_created_as_readme_shows() -> None:
+    # Re-applying the manifest must never reset the real password to a placeholder.
+    assert not [d for d in documents() if d["kind"] == "Secret"]
+    assert CREATE_SECRET in (ROOT / "README.md").read_text()
+    manifest = MANIFEST.read_text()
+    for part in CREATE_SECRET.split(" \\\n  "):
+        assert part in manifest
+
+
 def test_nsx_credentials_come_from_the_secret() -> None:
-    secret = only("Secret", "nsx-route-gc-nsx")
-    assert set(secret["stringData"]) == {"username", "password"}
     env = {e["name"]: e for e in container()["env"]}
     assert env["NSXT_USERNAME"]["valueFrom"]["secretKeyRef"] == {
         "name": "nsx-route-gc-nsx",
@@ -286,7 +305,7 @@ def shipped_config_text() -> str:
 
 def pod_environ() -> dict[str, str]:
     """The environment the pod gets, Secret references resolved from the Secret template."""
-    secret = only("Secret", "nsx-route-gc-nsx")["stringData"]
+    secret = SECRET_KEYS
     environ = {}
     for env in container()["env"]:
         if "value" in env:
@@ -323,7 +342,7 @@ def test_configuration_paths_match_the_mounts() -> None:
     assert files[data["nsx"]["password_file"]] == ("secret", "nsx-route-gc-nsx")
     config_path = SCAN_ARGS[SCAN_ARGS.index("--config") + 1]
     assert files[config_path] == ("configMap", "nsx-route-gc-config")
-    secret_keys = set(only("Secret", "nsx-route-gc-nsx")["stringData"])
+    secret_keys = set(SECRET_KEYS)
     for volume in pod_spec()["volumes"]:
         for source in volume.get("projected", {}).get("sources", []):
             if "secret" in source:

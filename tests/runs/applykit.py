@@ -19,7 +19,7 @@ from nsx_route_gc.models import Policy
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.reports.files import to_json
 from nsx_route_gc.runs import frame as app
-from nsx_route_gc.runs.apply import run_apply
+from nsx_route_gc.runs.apply import Proposal, run_apply
 from nsx_route_gc.runs.restore import run_restore
 from nsx_route_gc.simulator import Simulator, load_scenario
 from nsx_route_gc.simulator.model import Scenario
@@ -41,7 +41,7 @@ def client(settings: NsxSettings) -> NsxClient:
     return NsxClient(settings, sleep=no_sleep)
 
 
-def yes(_counts: dict[str, int]) -> bool:
+def yes(_asked: object) -> bool:
     return True
 
 
@@ -75,7 +75,7 @@ class Env:
         *,
         name: str = "apply",
         config: Config | None = None,
-        confirm: Callable[[dict[str, int]], bool] = yes,
+        confirm: Callable[[Proposal], bool] = yes,
         nsx_factory: Callable[[NsxSettings], Any] = client,
         **kwargs: Any,
     ) -> app.Outcome:

@@ -23,6 +23,7 @@ from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict, plan_sha25
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import Deleter
 from nsx_route_gc.reports.rows import deletion_key
+from nsx_route_gc.runs.apply import Proposal
 from nsx_route_gc.simulator import SimRoute, load_scenario
 from nsx_route_gc.simulator.model import ccm_route
 
@@ -38,13 +39,14 @@ def new_cl1_orphan() -> SimRoute:
 
 
 def test_fresh_apply_deletes_the_orphans_through_one_hierarchical_call(tmp_path: Path) -> None:
-    asked: list[dict[str, int]] = []
+    asked: list[Proposal] = []
     with simulated(tmp_path) as env:
         before = env.routes()
         env.sim.nsx.reset_counters()
-        outcome = env.apply(confirm=lambda counts: asked.append(counts) or True)
+        outcome = env.apply(confirm=lambda proposal: asked.append(proposal) or True)
         assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
-        assert asked == [{T1: 3}]
+        assert [p.counts for p in asked] == [{T1: 3}]
+        assert asked[0].nsx_host == env.config.nsx.host
         assert env.route_ids() == set(before) - CL1_IDS
         assert env.sim.nsx.counters["nsx_hierarchical"] == 1
         assert env.sim.nsx.counters["nsx_delete"] == 0
@@ -173,7 +175,7 @@ def test_a_cluster_not_inventoried_deletes_what_is_proven_and_exits_1(tmp_path: 
 def test_drift_after_judgement_is_caught_by_the_re_read(tmp_path: Path) -> None:
     with simulated(tmp_path) as env:
 
-        def drift(_counts: dict[str, int]) -> bool:
+        def drift(_proposal: Proposal) -> bool:
             env.sim.nsx.bump_revision(T1, CL1_A)
             env.sim.nsx.remove_route(T1, CL1_B)
             return True
@@ -199,7 +201,7 @@ def test_a_batch_refused_as_changed_holds_the_changed_route(tmp_path: Path, conf
     with simulated(tmp_path) as env:
         env.sim.nsx.revision_conflict = conflict
 
-        def drift(_counts: dict[str, int]) -> bool:
+        def drift(_proposal: Proposal) -> bool:
             env.sim.nsx.bump_revision(T1, CL1_A)
             return True
 
@@ -572,13 +574,13 @@ def test_cli_rejects_a_bad_max_plan_age(tmp_path: Path) -> None:
         assert "--max-plan-age" in result.output
 
 
-def _on_a_terminal(config: Path, answer: str) -> subprocess.CompletedProcess[str]:
+def _on_a_terminal(config: Path, answer: str, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run ``apply`` with a pseudo-terminal as stdin, typing ``answer`` at the prompt."""
     primary, secondary = os.openpty()
     try:
         os.write(primary, f"{answer}\n".encode())
         return subprocess.run(
-            [sys.executable, "-m", "nsx_route_gc", "apply", "--config", str(config)],
+            [sys.executable, "-m", "nsx_route_gc", "apply", "--config", str(config), *extra],
             stdin=secondary,
             capture_output=True,
             text=True,
@@ -597,9 +599,27 @@ def test_on_a_terminal_the_counts_are_shown_and_the_answer_decides(
     with simulated(tmp_path) as env:
         result = _on_a_terminal(env.config_path, answer)
         assert result.returncode == code, result.stderr[-2000:]
+        host = env.config.nsx.host
+        assert f"About to delete on NSX manager {host}:" in result.stderr
         assert f"{T1}: 3 route(s)" in result.stderr
-        assert "Delete 3 route(s)?" in result.stderr
+        assert "From this scan's plan, SHA-256 " in result.stderr
+        assert f"Delete 3 route(s) on 1 router(s) of {host} (plan SHA-256 " in result.stderr
         assert bool(CL1_IDS & env.route_ids()) is (answer == "n")
+
+
+def test_the_question_names_the_approved_plan_and_its_digest(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        digest = read(plan)["plan_sha256"]
+        result = _on_a_terminal(
+            env.config_path, "y", "--plan", str(plan), "--plan-sha256", digest, "--route", CL1_A
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"{T1}: 1 route(s)" in result.stderr
+        assert f"From plan {plan}, SHA-256 {digest}" in result.stderr
+        assert "These deletions alone: SHA-256 " in result.stderr
+        assert f"Delete 1 route(s) on 1 router(s) of {env.config.nsx.host}" in result.stderr
+        assert env.route_ids() & CL1_IDS == CL1_IDS - {CL1_A}
 
 
 def test_a_refused_login_ends_an_apply_of_a_plan_before_anything_is_sent(

@@ -34,9 +34,16 @@ from nsx_route_gc.reports.rows import (
 )
 
 
-def check_report_dir(directory: Path) -> None:
+def check_report_dir(directory: Path, *, force: bool = True) -> None:
     """Fail before the run, not after it (after an apply has deleted routes, say), when the
-    report directory cannot be written."""
+    report directory cannot be written, or (unless ``force``) already holds a report: an
+    approved plan or a change's evidence is never replaced by accident."""
+    earlier = existing_report(directory)
+    if earlier is not None and not force:
+        raise ConfigError(
+            f"--report-dir {directory}: holds {earlier.name} of an earlier run; give a new "
+            "directory, or --force to replace it"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
@@ -295,6 +302,16 @@ def _write_json_and_csv(report: dict[str, Any], json_out: IO[str], csv_out: IO[s
 
 REPORT_NAMES = ("report.json", "report.md", "report.csv")
 GZIP_NAMES = ("report.json.gz", "report.md", "report.csv.gz")
+
+
+def existing_report(directory: Path) -> Path | None:
+    """The first report file of an earlier run in ``directory``, if any."""
+    for name in dict.fromkeys(REPORT_NAMES + GZIP_NAMES):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
 _PARTIAL = ".report.*.partial"
 
 

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, overload
 
 from nsx_route_gc import __version__
 from nsx_route_gc.models import (
+    LIMIT_HOLDS,
     Action,
     ClusterInventory,
     MissingRoute,
@@ -315,6 +316,18 @@ def missing_entry(m: MissingRoute) -> dict[str, Any]:
     }
 
 
+def proposed(action: str, verdict: str, hold_reason: str | None) -> bool:
+    """Whether a scan row is one of the plan's proposed deletions, the ones its digest
+    covers: marked delete, or an orphan only a limit held (apply --route may take those)."""
+    if action == Action.DELETE.value:
+        return True
+    return (
+        action == Action.HELD.value
+        and verdict == Verdict.ORPHANED.value
+        and (hold_reason or "").startswith(LIMIT_HOLDS)
+    )
+
+
 def deletion_key(row: dict[str, Any]) -> tuple[str, str, int | None]:
     return (row["router_path"], row["id"], row["revision"])
 
@@ -356,5 +369,11 @@ def build_report(
             "nodes_without_route": len(plan.missing),
             "misplaced_routes": len(found.sections["misplaced"]),
         },
-        "plan_sha256": plan_sha256(info.nsx_host, found.deletions),
+        "plan_sha256": plan_sha256(info.nsx_host, [*found.deletions, *_limit_held(plan.verdicts)]),
     }
+
+
+def _limit_held(verdicts: Iterable[RouteVerdict]) -> Iterator[tuple[str, str, int | None]]:
+    for v in verdicts:
+        if v.action is Action.HELD and proposed(v.action.value, v.verdict.value, v.hold_reason):
+            yield (v.route.router_path, v.route.id, v.route.revision)

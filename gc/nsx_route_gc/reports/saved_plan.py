@@ -12,14 +12,15 @@ import gzip
 import json
 import re
 import zlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from nsx_route_gc.errors import PlanError
-from nsx_route_gc.models import Action, Verdict, plan_sha256
-from nsx_route_gc.reports.rows import READABLE_SCHEMA_VERSIONS, deletion_key
+from nsx_route_gc.models import Verdict, plan_sha256
+from nsx_route_gc.reports.rows import READABLE_SCHEMA_VERSIONS, deletion_key, proposed
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
 # A plan stamped this far in the future is taken as a clock or editing mistake, not as fresh.
@@ -28,6 +29,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 MAX_REPORT = 1 << 30
 _GZIP_MAGIC = b"\x1f\x8b"
 _TIER1 = re.compile(r"^(?:/orgs/[^/]+/projects/[^/]+)?/infra/tier-1s/[^/]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class SavedPlan:
     finished_at: datetime
     plan_sha256: str
     deletions: tuple[PlannedDeletion, ...]
+    # Approved deletions that --route/--router left out of this run.
+    left_out: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def routers(self) -> list[str]:
@@ -127,6 +131,39 @@ def check_host(path: Path, report: dict[str, Any], nsx_host: str) -> None:
         )
 
 
+def check_sha256(path: Path, digest: str, approved: str | None, what: str) -> None:
+    """The operator's ``--plan-sha256``, when given, must be the file's checked digest: a plan
+    scanned again (or another change's plan) after approval is refused."""
+    if approved is None:
+        return
+    wanted = approved.strip().lower()
+    if not _SHA256.match(wanted):
+        raise PlanError(f"--plan-sha256: {approved!r} is not a SHA-256 (64 hex digits)")
+    if wanted != digest:
+        raise PlanError(f"{path}: {what} {digest} is not the approved --plan-sha256 {wanted}")
+
+
+def select(plan: SavedPlan, route_ids: Sequence[str], routers: Sequence[str]) -> SavedPlan:
+    """Only the deletions named by ``--route`` ids and ``--router`` paths (terraform's
+    -target); every one must be in the plan. Neither given: the whole plan."""
+    if not route_ids and not routers:
+        return plan
+    ids = {d.id for d in plan.deletions}
+    for route_id in route_ids:
+        if route_id not in ids:
+            raise PlanError(f"{plan.source}: --route {route_id} is not a deletion of this plan")
+    planned_routers = set(plan.routers)
+    for router in routers:
+        if router not in planned_routers:
+            raise PlanError(f"{plan.source}: --router {router}: the plan deletes nothing there")
+    wanted_ids, wanted_routers = set(route_ids), set(routers)
+    chosen = tuple(
+        d for d in plan.deletions if d.id in wanted_ids or d.router_path in wanted_routers
+    )
+    left_out = frozenset(d.key for d in plan.deletions) - {d.key for d in chosen}
+    return replace(plan, deletions=chosen, left_out=left_out)
+
+
 def load_plan(
     path: Path,
     *,
@@ -134,12 +171,20 @@ def load_plan(
     now: datetime,
     max_age: timedelta = DEFAULT_MAX_AGE,
     allow_old: bool = False,
+    approved_sha256: str | None = None,
 ) -> SavedPlan:
-    """The deletions of a saved scan report, or PlanError naming the file and the problem."""
+    """The deletions of a saved scan report, or PlanError naming the file and the problem.
+
+    ``approved_sha256``: the digest the change ticket approved (``--plan-sha256``), when
+    given; a plan with another digest is refused."""
     report = read_report(path, mode="scan")
     check_host(path, report, nsx_host)
     rows: list[dict[str, Any]] = report["routes"]
-    planned = [row for row in rows if row["action"] == Action.DELETE.value]
+    # The routes marked delete, and those only a blast-radius limit held: approved by the
+    # digest, they may be applied a few at a time (--route, --router).
+    planned = [
+        row for row in rows if proposed(row["action"], row["verdict"], row.get("hold_reason"))
+    ]
     digest = report.get("plan_sha256")
     if not isinstance(digest, str):
         raise PlanError(f"{path}: missing plan_sha256")
@@ -149,6 +194,7 @@ def load_plan(
             f"{path}: plan_sha256 does not match the routes marked for deletion "
             "(the report was edited or truncated after the scan)"
         )
+    check_sha256(path, digest, approved_sha256, "plan_sha256")
     finished = _timestamp(path, report.get("finished_at"))
     age = now - finished
     if age < -CLOCK_SKEW:

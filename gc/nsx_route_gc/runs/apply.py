@@ -28,6 +28,7 @@ from nsx_route_gc.clusters.capi import build_discovery
 from nsx_route_gc.config import Config
 from nsx_route_gc.errors import NsxError, PlanError
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
+from nsx_route_gc.models import plan_sha256 as plan_digest
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import DEFAULT_BATCH_SIZE, Deleter, DeletionResult
 from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, RouteSource
@@ -48,7 +49,13 @@ from nsx_route_gc.reports.rows import (
     RunInfo,
     build_report,
 )
-from nsx_route_gc.reports.saved_plan import DEFAULT_MAX_AGE, PlannedDeletion, SavedPlan, load_plan
+from nsx_route_gc.reports.saved_plan import (
+    DEFAULT_MAX_AGE,
+    PlannedDeletion,
+    SavedPlan,
+    load_plan,
+    select,
+)
 from nsx_route_gc.runs.frame import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -66,8 +73,26 @@ from nsx_route_gc.runs.scan import OVERLAP_MIN_AGE, Scanner, ScanResult, utc_now
 
 log = structlog.get_logger(__name__)
 
-Confirm = Callable[[dict[str, int]], bool]
 Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What apply is about to delete, for the confirmation question: on which manager, how
+    many routes on which routers, and the digest that identifies them."""
+
+    nsx_host: str
+    counts: dict[str, int]  # router -> routes about to be deleted
+    plan_sha256: str  # the approved plan's digest, or the fresh scan's
+    plan: Path | None  # the approved plan, or None for a fresh scan
+    deleting_sha256: str  # the digest of exactly these deletions (= plan_sha256 when all)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+Confirm = Callable[[Proposal], bool]
 
 
 @dataclass
@@ -114,9 +139,14 @@ def run_apply(
     force: bool = False,
     runs_root: Path | None = None,
     compress: bool = False,
+    plan_sha256: str | None = None,
+    route_ids: Sequence[str] = (),
+    router_paths: Sequence[str] = (),
 ) -> Outcome:
     """``runs_root``: the directory whose run subdirectories (``--keep-runs``) are checked
-    for unfinished journals too; ``force``: set such journals aside and go on."""
+    for unfinished journals too; ``force``: set such journals aside and go on.
+    ``plan_sha256``: the digest the change approved (the plan must have it); ``route_ids``,
+    ``router_paths``: delete only these of the plan's deletions."""
     started = time.monotonic()
     with bound_run("apply", config) as run_id:
         refusal = check_journals(runs_root or report_dir, force=force, now=clock())
@@ -131,7 +161,9 @@ def run_apply(
                     now=clock(),
                     max_age=max_plan_age,
                     allow_old=allow_old_plan,
+                    approved_sha256=plan_sha256,
                 )
+                saved = select(saved, route_ids, router_paths)
             except PlanError as exc:
                 log.error("plan.refused", plan=str(plan_path), error=str(exc))
                 return ended_without_report(EXIT_USAGE, str(exc), started, config)
@@ -139,6 +171,7 @@ def run_apply(
                 "plan.loaded",
                 plan=str(plan_path),
                 deletions=len(saved.deletions),
+                left_out=len(saved.left_out),
                 plan_sha256=saved.plan_sha256,
             )
         if report_dir is None:
@@ -155,10 +188,10 @@ def run_apply(
                     prepared = prepare_fresh(config, scanner)
                 else:
                     prepared = prepare_saved(config, saved, nsx, inventory, clock, discovery)
-                counts = dict(Counter(v.route.router_path for v in prepared.candidates))
+                proposal = propose(config, prepared, saved)
                 progress.close()  # the question must not be drawn over by the bars
-                if counts and not confirm(counts):
-                    log.warning("apply.cancelled", routes=sum(counts.values()))
+                if proposal.counts and not confirm(proposal):
+                    log.warning("apply.cancelled", routes=proposal.total)
                     return ended_without_report(
                         EXIT_FAILURE, "apply cancelled: nothing was deleted", started, config
                     )
@@ -188,11 +221,37 @@ def run_apply(
             raise
         finally:
             progress.close()
-        report = apply_report(config, prepared, results, saved, run_id, clock(), batch_size)
+        report = apply_report(
+            config,
+            prepared,
+            results,
+            saved,
+            run_id,
+            clock(),
+            batch_size,
+            approved_sha256=plan_sha256.strip().lower() if plan_sha256 else None,
+            targets=[*route_ids, *router_paths],
+        )
         paths = _write(report, report_dir, journal, compress=compress)
         code = EXIT_FAILURE if report["errors"] else EXIT_OK
         log_summary(report, code, started, metrics=config.metrics)
         return Outcome(code, report, paths)
+
+
+def propose(config: Config, prepared: Prepared, saved: SavedPlan | None) -> Proposal:
+    counts = dict(Counter(v.route.router_path for v in prepared.candidates))
+    deleting = plan_digest(config.nsx.host, [_revision_key(v) for v in prepared.candidates])
+    return Proposal(
+        nsx_host=config.nsx.host,
+        counts=counts,
+        plan_sha256=saved.plan_sha256 if saved is not None else deleting,
+        plan=saved.source if saved is not None else None,
+        deleting_sha256=deleting,
+    )
+
+
+def _revision_key(v: RouteVerdict) -> tuple[str, str, int | None]:
+    return (v.route.router_path, v.route.id, v.route.revision)
 
 
 def check_journals(directory: Path | None, *, force: bool, now: datetime) -> str | None:
@@ -314,7 +373,10 @@ def prepare_saved(
         deletion = planned.get(_key(fresh))
         if deletion is not None:
             seen.add(deletion.key)
-        v = _against_plan(fresh, deletion, saved.source)
+        if _key(fresh) in saved.left_out:
+            v = _hold(fresh, "not-targeted: approved in the plan, not named by --route/--router")
+        else:
+            v = _against_plan(fresh, deletion, saved.source)
         if deletion is not None and v.action is Action.DELETE:
             candidates.append(v)
         verdicts.append(v)
@@ -420,7 +482,10 @@ def apply_report(
     run_id: str,
     finished: datetime,
     batch_size: int,
+    approved_sha256: str | None = None,
+    targets: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """``targets``: the --route ids and --router paths the run was narrowed to."""
     by_key = {r.key: r for r in results}
 
     def make_row(item: RouteVerdict | dict[str, Any]) -> RowSource:
@@ -437,10 +502,13 @@ def apply_report(
     # What became of each planned route, read from the row sources: making 10,000s of rows
     # only to count them would be the run's peak of memory.
     outcomes: Counter[str] = Counter()
-    for router, route_id, action, hold_reason, note in map(_outcome, rows.sources()):
+    deleted: list[tuple[str, str, int | None]] = []
+    for router, route_id, action, hold_reason, note, revision in map(_outcome, rows.sources()):
         key = (router, route_id)
         if key not in prepared.planned:
             continue
+        if action == Action.DELETED.value:
+            deleted.append((router, route_id, revision))
         already = action == Action.DELETED.value and (note or "").startswith("already-gone")
         outcomes["already-gone" if already else action] += 1
         # The deleter logged its own holds; these are the ones decided before deleting.
@@ -474,7 +542,13 @@ def apply_report(
     report["apply"] = {
         "source": str(saved.source) if saved else "fresh-scan",
         "plan_sha256": saved.plan_sha256 if saved else None,
+        # What the operator passed as --plan-sha256: the plan's digest was checked against it.
+        "approved_sha256": approved_sha256,
         "plan_finished_at": saved.finished_at.isoformat() if saved else None,
+        # Over the routes this run found deleted (router, id, _revision), like plan_sha256:
+        # equal to it when every approved route is gone.
+        "deleted_sha256": plan_digest(config.nsx.host, deleted),
+        "targeted": sorted(targets),
         "batch_size": batch_size,
         "planned": len(prepared.planned),
         "deleted": outcomes[Action.DELETED.value],
@@ -485,8 +559,8 @@ def apply_report(
     return report
 
 
-def _outcome(source: RowSource) -> tuple[str, str, str, str | None, str | None]:
-    """(router, route id, action, hold reason, note) of a row, without making the row."""
+def _outcome(source: RowSource) -> tuple[str, str, str, str | None, str | None, int | None]:
+    """(router, route id, action, hold reason, note, revision) of a row, without making it."""
     if isinstance(source, dict):
         return (
             source["router_path"],
@@ -494,9 +568,10 @@ def _outcome(source: RowSource) -> tuple[str, str, str, str | None, str | None]:
             source["action"],
             source.get("hold_reason"),
             source.get("note"),
+            source.get("revision"),
         )
     v, note = (source.verdict, source.note) if isinstance(source, Noted) else (source, None)
-    return v.route.router_path, v.route.id, v.action.value, v.hold_reason, note
+    return v.route.router_path, v.route.id, v.action.value, v.hold_reason, note, v.route.revision
 
 
 def _key(v: RouteVerdict) -> Key:

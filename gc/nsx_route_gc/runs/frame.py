@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,11 @@ import structlog
 from nsx_route_gc.clusters.capi import build_discovery
 from nsx_route_gc.clusters.inventory import Inventory
 from nsx_route_gc.config import Config, MetricsConfig, NsxSettings
-from nsx_route_gc.errors import NsxError
+from nsx_route_gc.errors import ConfigError, NsxError
+from nsx_route_gc.judge import narrow
 from nsx_route_gc.logs import register_secret
 from nsx_route_gc.metrics import MetricsError, RunMetrics, push_run_metrics
-from nsx_route_gc.models import Action
+from nsx_route_gc.models import TIER1, Action
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.ports import ClusterDiscovery, ClusterSource
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
@@ -64,7 +65,8 @@ def bound_run(mode: str, config: Config) -> Iterator[str]:
         if secret is not None:
             register_secret(secret.reveal())
     run_id = uuid.uuid4().hex[:12]
-    with structlog.contextvars.bound_contextvars(run_id=run_id, mode=mode):
+    # The manager on every line: restore --from-log restores only into the one it names.
+    with structlog.contextvars.bound_contextvars(run_id=run_id, mode=mode, nsx=config.nsx.host):
         yield run_id
 
 
@@ -137,8 +139,15 @@ def run_scan(
     discovery_factory: DiscoveryFactory = build_discovery,
     progress: Progress = NULL_PROGRESS,
     compress: bool = False,
+    routers: Sequence[str] = (),
+    clusters: Sequence[str] = (),
 ) -> Outcome:
+    """``routers``: scan only these (``--router``); ``clusters``: keep only the routes judged
+    to belong to these clusters (``--cluster``), every cluster still inventoried as
+    evidence, the limits judged again on what is left."""
     started = time.monotonic()
+    if routers:
+        config = only_routers(config, routers)
     with bound_run("scan", config) as run_id:
         report = None
         try:
@@ -156,11 +165,35 @@ def run_scan(
             return ended_without_report(EXIT_FAILURE, str(exc), started, config)
         finally:
             progress.close()
+        if clusters:
+            result = only_clusters(config, result, clusters)
         report = scan_report(config, result, run_id)
         paths = write_reports(report, report_dir, compress=compress) if report_dir else []
         code = scan_exit_code(result, detailed_exitcode)
         log_summary(report, code, started, metrics=config.metrics)
         return Outcome(code, report, paths)
+
+
+def only_routers(config: Config, routers: Sequence[str]) -> Config:
+    """The configuration narrowed to ``routers``: Tier-1 paths, inside nsx.routers when set."""
+    for router in routers:
+        if not TIER1.match(router):
+            raise ConfigError(f"--router {router}: not a Tier-1 policy path")
+        if config.nsx.routers and router not in config.nsx.routers:
+            raise ConfigError(f"--router {router}: not one of nsx.routers of {config.source}")
+    return replace(config, nsx=replace(config.nsx, routers=tuple(dict.fromkeys(routers))))
+
+
+def only_clusters(config: Config, result: ScanResult, names: Sequence[str]) -> ScanResult:
+    known = {c.name for c in result.plan.clusters}
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"--cluster {name}: no such cluster (known: {', '.join(sorted(known)) or 'none'})"
+            )
+    wanted = set(names)
+    plan = narrow(result.plan, lambda v: v.cluster in wanted, config.policy)
+    return replace(result, plan=plan)
 
 
 def scan_report(config: Config, result: ScanResult, run_id: str) -> dict[str, Any]:

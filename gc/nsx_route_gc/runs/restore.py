@@ -38,6 +38,7 @@ from nsx_route_gc.runs.frame import (
     log_summary,
 )
 from nsx_route_gc.runs.restore_from import deleted_rows
+from nsx_route_gc.runs.restore_log import log_rows
 from nsx_route_gc.runs.scan import utc_now
 
 log = structlog.get_logger(__name__)
@@ -116,12 +117,17 @@ def content(obj: dict[str, Any]) -> tuple[object, ...]:
     return (network, tuple(hops), tuple(tags))
 
 
-def load_restore(path: Path, *, nsx_host: str, route_ids: Sequence[str]) -> list[ToRestore]:
-    """The deleted rows of an apply report or journal (``restore_from``), optionally only
-    ``route_ids``; PlanError if the source is unusable, of another NSX manager, or does not
-    know one of the ids."""
-    found = deleted_rows(path, nsx_host=nsx_host)
-    path, deleted = found.source, found.rows
+def load_restore(
+    path: Path, *, nsx_host: str, route_ids: Sequence[str], from_log: bool = False
+) -> list[ToRestore]:
+    """The deleted rows of an apply report or journal (``restore_from``), or of an apply's
+    JSON log (``from_log``, ``restore_log``), optionally only ``route_ids``; PlanError if the
+    source is unusable, of another NSX manager, or does not know one of the ids."""
+    if from_log:
+        deleted = log_rows(path, nsx_host=nsx_host)
+    else:
+        found = deleted_rows(path, nsx_host=nsx_host)
+        path, deleted = found.source, found.rows
     if route_ids:
         known = {r["id"] for r in deleted}
         unknown = [i for i in route_ids if i not in known]
@@ -149,12 +155,16 @@ def run_restore(
     nsx_factory: NsxFactory = NsxClient,
     clock: Callable[[], datetime] = utc_now,
     compress: bool = False,
+    from_log: bool = False,
 ) -> Outcome:
+    """``from_log``: ``report_path`` is an apply run's JSON log (restore --from-log)."""
     started_clock = time.monotonic()
     started = clock()
     with bound_run("restore", config) as run_id:
         try:
-            items = load_restore(report_path, nsx_host=config.nsx.host, route_ids=route_ids)
+            items = load_restore(
+                report_path, nsx_host=config.nsx.host, route_ids=route_ids, from_log=from_log
+            )
         except PlanError as exc:
             log.error("restore.refused", report=str(report_path), error=str(exc))
             return ended_without_report(EXIT_USAGE, str(exc), started_clock, config)
