@@ -64,7 +64,7 @@ def test_scan_writes_reports_and_exits_0(seed: tuple[Simulator, Path], tmp_path:
     )
     assert code == 0, err
     assert "Verdicts: live 3, orphaned 3, foreign 2" in out
-    assert "Routes to delete:" in out
+    assert "To be deleted (3):" in out
     report = json.loads((tmp_path / "r/report.json").read_text())
     assert report["summary"]["actions"]["delete"] == 3
     assert (tmp_path / "r/report.md").is_file()

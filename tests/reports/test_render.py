@@ -20,7 +20,7 @@ def test_markdown_reads_like_a_ticket() -> None:
         "router /infra/tier-1s/broken not listed",
         "## Clusters",
         "| cl1 | retired_clusters | retired |",
-        "## Routes to delete (1)",
+        "## To be deleted (1)",
         f"`{UID1}_172.16.136.0_24`",
         "cluster-gone",
         "## Stale next hops (reported, not deleted) (0)",
@@ -28,8 +28,17 @@ def test_markdown_reads_like_a_ticket() -> None:
         "| orphaned | 1 |",
     ):
         assert expected in md, expected
-    # Sections come in the order a reviewer reads them.
-    assert md.index("## Clusters") < md.index("## Routes to delete") < md.index("## Counts")
+    # Sections come in the order a reviewer reads them: what will happen first.
+    order = [
+        "## What will happen",
+        "## To be deleted",
+        "## Held",
+        "## Problems",
+        "## Clusters",
+        "## Live and foreign routes",
+        "## Counts",
+    ]
+    assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
 
 
 def test_terminal_summary_counts_then_routes() -> None:
@@ -37,9 +46,9 @@ def test_terminal_summary_counts_then_routes() -> None:
     lines = text.splitlines()
     assert lines[0].startswith("nsx-route-gc scan of nsx.example.com: 2 router(s), 2 cluster(s)")
     assert lines[1] == "Verdicts: live 1, orphaned 1, foreign 1"
-    assert "Routes to delete:" in lines
+    assert "To be deleted (1):" in lines
     assert any(UID1 in line and "172.16.136.0/24" in line for line in lines)
-    assert "Problems:" in lines
+    assert "Problems (2):" in lines
     assert "  router /infra/tier-1s/broken not listed: NSX GET ... failed: 500" in lines
     assert lines[-1] == "Reports: out/report.json"
 
@@ -49,7 +58,7 @@ def test_report_only_sections_are_capped_but_routes_to_delete_never(
 ) -> None:
     monkeypatch.setattr(render, "SECTION_LIMIT", 0)
     md = render.to_markdown(report())
-    assert "## Routes to delete (1)" in md
+    assert "## To be deleted (1)" in md
     assert f"`{UID1}_172.16.136.0_24`" in md
     assert "## Unattributed: no known cluster claims them (reported only) (0)" in md
     doc = report()
@@ -114,7 +123,9 @@ def test_markdown_has_a_section_for_routers_missing_nodes_and_misplaced_routes()
         f"| cl2 | lost | `{UID3}` | 172.16.145.0/24 | {T1} | 2026-11-22T12:00:00Z | 3d |",
     ):
         assert expected in md, expected
-    assert md.index("## Clusters") < md.index("## Cluster routers") < md.index("## Routes to")
+    assert (
+        md.index("## Clusters") < md.index("## Cluster routers") < md.index("## Live and foreign")
+    )
 
 
 def test_terminal_names_each_clusters_router_and_counts_missing_and_misplaced() -> None:
@@ -133,3 +144,87 @@ def test_a_report_without_placement_says_so_plainly() -> None:
     assert "  cl2: unknown [ccm-settings-unknown]" not in lines  # judged without place()
     assert "  cl2: unknown" in lines
     assert not any(line.startswith(("Nodes without", "Misplaced")) for line in lines)
+
+
+def _policy_doc() -> dict[str, object]:
+    return {
+        "min_age": "1h",
+        "cluster_gone_after": "1h",
+        "allow_overwrite": False,
+        "unattributed": "report",
+        "max_deletes": 100,
+        "max_delete_percent": 50.0,
+        "protect": {"tag_scopes": ["nsx-route-gc/keep"], "route_ids": [], "networks": []},
+    }
+
+
+def test_held_routes_are_not_among_those_to_be_deleted_and_say_why() -> None:
+    doc = report()
+    routes = list(doc["routes"])
+    routes[0] = dict(routes[0], action="held", hold_reason="grace-period: created 5m ago")
+    doc["routes"] = routes
+    md = to_markdown(doc)
+    to_delete = md[md.index("## To be deleted") : md.index("## Held")]
+    assert "None." in to_delete
+    held_section = md[md.index("## Held (1)") : md.index("## Problems")]
+    assert "grace-period: created 5m ago" in held_section
+    assert "- To be deleted: 0 route(s)\n- Held: 1 route(s)\n- Problems: 2" in md
+    terminal = to_terminal(doc)
+    assert "  To be deleted: 0 route(s)" in terminal
+    assert "Held (1):" in terminal
+    assert "[grace-period: created 5m ago]" in terminal
+
+
+def test_policy_in_force_and_the_apply_command_in_both_renderings() -> None:
+    doc = report()
+    doc["policy"] = _policy_doc()
+    doc["apply_command"] = "nsx-route-gc apply --config c.yaml --plan s/report.json"
+    md = to_markdown(doc)
+    terminal = to_terminal(doc)
+    for line in render.policy_lines(doc):
+        assert f"- {line}" in md
+        assert f"  {line}" in terminal
+    assert "grace period (min_age): 1h; younger routes are held" in render.policy_lines(doc)
+    assert "```sh\nnsx-route-gc apply --config c.yaml --plan s/report.json\n```" in md
+    assert "  nsx-route-gc apply --config c.yaml --plan s/report.json" in terminal
+
+
+def test_live_and_foreign_routes_are_listed_collapsed() -> None:
+    md = to_markdown(report())
+    details = md[md.index("## Live and foreign routes") : md.index("## Counts")]
+    assert "<details><summary>2 route(s), not up for deletion</summary>" in details
+    assert details.rstrip().endswith("</details>")
+    assert "Live and foreign routes: 2 (listed in report.md and report.csv)" in to_terminal(
+        report()
+    )
+
+
+def test_high_severity_is_shown_on_the_terminal_too() -> None:
+    doc = report()
+    routes = list(doc["routes"])
+    routes[0] = dict(routes[0], severity="high", shadows="live-id")
+    doc["routes"] = routes
+    line = next(x for x in to_terminal(doc).splitlines() if UID1 in x)
+    assert line.startswith("  [HIGH] ")
+    assert "**HIGH**" in to_markdown(doc)
+
+
+def test_an_apply_report_names_the_approved_plan_beside_its_own_digest() -> None:
+    doc = report()
+    doc["mode"] = "apply"
+    doc["apply"] = {
+        "source": "CHG-1/scan/report.json",
+        "plan_sha256": "a" * 64,
+        "approved_sha256": "a" * 64,
+        "deleted_sha256": "a" * 64,
+        "targeted": [],
+    }
+    md = to_markdown(doc)
+    assert "- **Approved plan:** `CHG-1/scan/report.json`" in md
+    assert f"- **Approved plan SHA-256:** `{'a' * 64} (equal to --plan-sha256)`" in md
+    assert "every approved route is gone" in md
+    terminal = to_terminal(doc)
+    assert "Approved plan: CHG-1/scan/report.json" in terminal
+    assert f"Approved plan SHA-256: {'a' * 64} (equal to --plan-sha256)" in terminal
+    doc["apply"]["deleted_sha256"] = "b" * 64
+    assert "not every approved route was deleted" in to_terminal(doc)

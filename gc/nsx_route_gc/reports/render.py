@@ -105,6 +105,13 @@ _SECTIONS = (
 
 
 _LISTED_VERDICTS = frozenset({"stale-next-hop", "conflict", "unattributed", "unverified"})
+_QUIET_VERDICTS = frozenset({"live", "foreign"})
+# What a run does or did, in the order report.md and the terminal list it, per mode.
+_OUTCOMES = {
+    "scan": (("delete", "To be deleted"), ("held", "Held")),
+    "apply": (("deleted", "Deleted"), ("held", "Held"), ("delete-failed", "Delete failed")),
+    "restore": (("restored", "Restored"), ("held", "Held")),
+}
 
 
 def _indices() -> array[int]:
@@ -124,6 +131,7 @@ class Census:
     acted: array[int]  # rows whose action is not "none"
     by_action: dict[str, array[int]]  # the same, per action
     sections: dict[str, array[int]]  # the report-only sections of report.md
+    quiet: array[int]  # live routes and foreign ones nobody flagged: report.md's <details>
 
     @classmethod
     def of(cls, facts: Iterable[Facts]) -> Census:
@@ -132,6 +140,7 @@ class Census:
         acted = _indices()
         by_action: dict[str, array[int]] = {}
         sections = {key: _indices() for key, _ in _SECTIONS}
+        quiet = _indices()
         count = tally.get
         for i, (router, route_id, revision, verdict, action, flag, misplaced) in enumerate(facts):
             key = (router, verdict, action)
@@ -148,9 +157,11 @@ class Census:
                 sections[verdict].append(i)
             elif flag and verdict == "foreign":
                 sections["flagged"].append(i)
+            elif verdict in _QUIET_VERDICTS and action == "none":
+                quiet.append(i)
             if misplaced:
                 sections["misplaced"].append(i)
-        return cls(tally, deletions, acted, by_action, sections)
+        return cls(tally, deletions, acted, by_action, sections, quiet)
 
     def verdicts(self) -> Counter[str]:
         counts: Counter[str] = Counter()
@@ -199,6 +210,66 @@ def census(rows: Iterable[Row]) -> Census:
     return Census.of(dict_facts(rows))
 
 
+def policy_lines(report: dict[str, Any]) -> list[str]:
+    """The policy in force, in the words report.md and the terminal both use."""
+    policy = report.get("policy")
+    if not policy:
+        return []
+    protect = policy["protect"]
+
+    def listed(values: Sequence[str]) -> str:
+        return ", ".join(values) if values else "none"
+
+    return [
+        f"grace period (min_age): {policy['min_age']}; younger routes are held",
+        f"limits: at most {policy['max_deletes']} deletions a run (max_deletes), at most "
+        f"{policy['max_delete_percent']:g}% of a router's managed routes (max_delete_percent)",
+        f"unattributed routes: {policy['unattributed']} (unattributed)",
+        f"protected tag scopes: {listed(protect['tag_scopes'])}; route ids: "
+        f"{listed(protect['route_ids'])}; networks: {listed(protect['networks'])}",
+        "REQUIRE_OVERRIDE routes: "
+        + ("deleted with X-Allow-Overwrite" if policy["allow_overwrite"] else "held")
+        + " (allow_overwrite)",
+    ]
+
+
+def digest_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs naming the digests: the plan's own, and for an apply the approved
+    plan's beside the digest of what this run deleted."""
+    applied = report.get("apply") or {}
+    if report["mode"] != "apply":
+        return [("Plan SHA-256", report["plan_sha256"])]
+    if not applied.get("plan_sha256"):
+        return [("Approved plan", "none: a fresh scan's (no --plan)")]
+    approved = applied.get("approved_sha256")
+    check = (
+        "equal to --plan-sha256" if approved else "no --plan-sha256 given: checked against itself"
+    )
+    deleted = applied.get("deleted_sha256")
+    same = (
+        "equal to the approved plan's: every approved route is gone"
+        if deleted == applied["plan_sha256"]
+        else "not the approved plan's: not every approved route was deleted"
+    )
+    lines = [
+        ("Approved plan", applied.get("source") or "-"),
+        ("Approved plan SHA-256", f"{applied['plan_sha256']} ({check})"),
+    ]
+    if applied.get("targeted"):
+        lines.append(("Only", ", ".join(applied["targeted"]) + " (--route/--router)"))
+    lines.append(("Deleted SHA-256", f"{deleted} ({same})"))
+    return lines
+
+
+def outcome_counts(report: dict[str, Any], found: Census) -> list[str]:
+    """The opening lines: what will happen (scan) or what happened, then the problems."""
+    lines = []
+    for action, title in _OUTCOMES.get(report["mode"], ()):
+        lines.append(f"{title}: {len(found.by_action.get(action, ()))} route(s)")
+    lines.append(f"Problems: {len(problems(report))}")
+    return lines
+
+
 def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
     """report.md line by line; rows are walked, never all held at once."""
     rows: Sequence[Row] = report["routes"]
@@ -211,15 +282,30 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
         f"- **Tool version:** {report['tool_version']}",
         f"- **NSX manager:** {report['nsx']['host']}",
         f"- **Routers:** {', '.join(report['nsx']['routers']) or 'none'}",
-        f"- **Plan SHA-256:** `{report['plan_sha256']}`",
     ]
+    header += [f"- **{label}:** `{value}`" for label, value in digest_lines(report)]
     if report.get("run_id"):
         header.append(f"- **Run id:** {report['run_id']}")
+    # Which rows go where comes from the census; only the rows listed are made.
+    found = census(rows)
+    title = "What will happen" if mode == "scan" else "What happened"
+    header += ["", f"## {title}", ""] + [f"- {line}" for line in outcome_counts(report, found)]
+    if report.get("apply_command"):
+        header += ["", "Apply exactly this plan:", "", "```sh", report["apply_command"], "```"]
+    yield from (line + "\n" for line in header)
+    for action, heading in _OUTCOMES.get(mode, ()):
+        indices = found.by_action.get(action, _indices())
+        yield from _section_lines(
+            heading, rows, indices, with_action=action != "delete", limit=None
+        )
     trouble = problems(report)
-    if trouble:
-        header += ["", "## Problems", ""] + [f"- {p}" for p in trouble]
-    header += ["", "## Clusters", ""]
-    header += _table(
+    lines = ["", f"## Problems ({len(trouble)})", ""]
+    lines += [f"- {p}" for p in trouble] or ["None."]
+    policy = policy_lines(report)
+    if policy:
+        lines += ["", "## Policy in force", ""] + [f"- {p}" for p in policy]
+    lines += ["", "## Clusters", ""]
+    lines += _table(
         ["cluster", "source", "status", "nodes", "pod CIDRs", "error / evidence"],
         [
             [
@@ -233,13 +319,9 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
             for c in report["clusters"]
         ],
     )
-    yield from (line + "\n" for line in header)
+    yield from (line + "\n" for line in lines)
     yield from _router_lines(report["clusters"])
-    # Which rows go where comes from the census; only the rows listed are made.
-    found = census(rows)
     sections = found.sections
-    title = "Routes to delete" if mode == "scan" else "Routes acted on"
-    yield from _section_lines(title, rows, found.acted, with_action=True, limit=None)
     for key, heading in _SECTIONS:
         if key == "flagged" and not sections[key]:
             continue
@@ -252,12 +334,32 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
             expected=key == "misplaced",
         )
     yield from _missing_lines(report.get("nodes_without_route", []))
+    yield from _details_lines(rows, found.quiet)
     summary = report["summary"]
     counts = ["", "## Counts", ""]
     counts += _table(["verdict", "routes"], [[k, v] for k, v in summary["verdicts"].items() if v])
     counts += [""]
     counts += _table(["action", "routes"], [[k, v] for k, v in summary["actions"].items() if v])
     yield from (line + "\n" for line in counts)
+
+
+def _details_lines(rows: Sequence[Row], indices: Sequence[int]) -> Iterator[str]:
+    """Live and foreign routes, collapsed: nothing hidden, nothing in the reviewer's way."""
+    yield f"\n## {QUIET_TITLE} ({len(indices)})\n\n"
+    if not indices:
+        yield "None.\n"
+        return
+    yield f"<details><summary>{len(indices)} route(s), not up for deletion</summary>\n\n"
+    shown = indices[:SECTION_LIMIT]
+    yield from (line + "\n" for line in _table(_route_headers(False), []))
+    for i in shown:
+        yield _table_row(_route_cells(rows[i], False)) + "\n"
+    if len(indices) > len(shown):
+        yield f"\n... and {len(indices) - len(shown)} more: see report.csv or report.json.\n"
+    yield "\n</details>\n"
+
+
+QUIET_TITLE = "Live and foreign routes"
 
 
 def _section_lines(
@@ -391,47 +493,49 @@ def _terminal_placement(report: dict[str, Any], found: Census) -> list[str]:
 
 
 def to_terminal(report: dict[str, Any], paths: Sequence[str] = ()) -> str:
-    """The readable summary: counts per verdict, then the routes to delete, then problems."""
+    """The readable summary: the facts of report.md's opening, in the same words."""
     summary = report["summary"]
+    mode = report["mode"]
     verdicts = ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items() if v) or "no routes"
     lines = [
-        f"nsx-route-gc {report['mode']} of {report['nsx']['host']}: "
+        f"nsx-route-gc {mode} of {report['nsx']['host']}: "
         f"{len(report['nsx']['routers'])} router(s), {len(report['clusters'])} cluster(s)",
         f"Verdicts: {verdicts}",
     ]
     actions = ", ".join(f"{k} {v}" for k, v in summary["actions"].items() if v and k != "none")
     if actions:
         lines.append(f"Actions: {actions}")
+    lines += [f"{label}: {value}" for label, value in digest_lines(report)]
     rows: Sequence[Row] = report["routes"]
     found = census(rows)
-    groups: list[tuple[str, Sequence[int]]]
-    if report["mode"] == "scan":
-        groups = [
-            ("Routes to delete:", found.by_action.get("delete", ())),
-            ("Orphaned but held:", found.by_action.get("held", ())),
-        ]
-    else:
-        groups = [("Routes acted on:", found.acted)]
-    for title, indices in groups:
+    lines += ["", ("What will happen:" if mode == "scan" else "What happened:")]
+    lines += [f"  {line}" for line in outcome_counts(report, found)]
+    for action, title in _OUTCOMES.get(mode, ()):
+        indices = found.by_action.get(action, ())
         if not indices:
             continue
-        lines += ["", title]
+        lines += ["", f"{title} ({len(indices)}):"]
         for i in indices[:TERMINAL_LIMIT]:
             r = rows[i]
             detail = r["hold_reason"] or r.get("error") or r.get("note")
-            action = "" if r["action"] == "delete" else r["action"]
-            if detail and action and not detail.startswith(action):
-                detail = f"{action}: {detail}"
-            extra = f" [{detail or action}]" if detail or action else ""
+            extra = f" [{detail}]" if detail else ""
+            high = "[HIGH] " if r["severity"] == "high" else ""
             lines.append(
-                f"  {r['router_path']}  {r['network']:<18}  {r['id']}  {r['reason']}{extra}"
+                f"  {high}{r['router_path']}  {r['network']:<18}  {r['id']}  {r['reason']}{extra}"
             )
         if len(indices) > TERMINAL_LIMIT:
             lines.append(f"  ... and {len(indices) - TERMINAL_LIMIT} more (see the reports)")
     lines += _terminal_placement(report, found)
     trouble = problems(report)
     if trouble:
-        lines += ["", "Problems:"] + [f"  {p}" for p in trouble]
+        lines += ["", f"Problems ({len(trouble)}):"] + [f"  {p}" for p in trouble]
+    policy = policy_lines(report)
+    if policy:
+        lines += ["", "Policy in force:"] + [f"  {p}" for p in policy]
+    if found.quiet:
+        lines += ["", f"{QUIET_TITLE}: {len(found.quiet)} (listed in report.md and report.csv)"]
+    if report.get("apply_command"):
+        lines += ["", "Apply exactly this plan:", f"  {report['apply_command']}"]
     if paths:
         lines.append("")
         lines.append("Reports: " + ", ".join(paths))

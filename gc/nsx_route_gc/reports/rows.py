@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, overload
 
 from nsx_route_gc import __version__
@@ -28,6 +28,7 @@ from nsx_route_gc.models import (
     ClusterInventory,
     MissingRoute,
     Plan,
+    Policy,
     Route,
     RouteVerdict,
     Verdict,
@@ -88,6 +89,7 @@ class RunInfo:
     config_source: str
     operator: str = field(default_factory=operator_name)
     run_id: str | None = None
+    policy: Policy | None = None  # the policy the run judged by (scan, apply)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -328,6 +330,32 @@ def proposed(action: str, verdict: str, hold_reason: str | None) -> bool:
     )
 
 
+def duration_text(delta: timedelta) -> str:
+    """A duration as the configuration writes it: 90s, 45m, 1h, 2d."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def policy_document(policy: Policy) -> dict[str, Any]:
+    """The policy in force, as the configuration's ``policy:`` block spells it."""
+    return {
+        "min_age": duration_text(policy.min_age),
+        "cluster_gone_after": duration_text(policy.cluster_gone_after),
+        "allow_overwrite": policy.allow_overwrite,
+        "unattributed": policy.unattributed,
+        "max_deletes": policy.max_deletes,
+        "max_delete_percent": policy.max_delete_percent,
+        "protect": {
+            "tag_scopes": list(policy.protect_tag_scopes),
+            "route_ids": list(policy.protect_route_ids),
+            "networks": list(policy.protect_networks),
+        },
+    }
+
+
 def deletion_key(row: dict[str, Any]) -> tuple[str, str, int | None]:
     return (row["router_path"], row["id"], row["revision"])
 
@@ -359,6 +387,7 @@ def build_report(
             "router_errors": [{"path": r.path, "error": r.error} for r in plan.routers if r.error],
         },
         "clusters": [cluster_entry(c) for c in plan.clusters],
+        "policy": policy_document(info.policy) if info.policy is not None else None,
         "limit_holds": [{"router": r, "reason": why} for r, why in plan.limit_holds],
         "errors": list(errors),
         "nodes_without_route": [missing_entry(m) for m in plan.missing],

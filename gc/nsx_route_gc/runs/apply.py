@@ -530,6 +530,7 @@ def apply_report(
         nsx_host=config.nsx.host,
         config_source=config.source,
         run_id=run_id,
+        policy=config.policy,
     )
     plan = Plan(
         scan.plan.routers,

@@ -5,6 +5,7 @@ Returns outcomes; printing and exiting belong to the CLI.
 
 from __future__ import annotations
 
+import shlex
 import time
 import uuid
 from collections import Counter
@@ -168,10 +169,41 @@ def run_scan(
         if clusters:
             result = only_clusters(config, result, clusters)
         report = scan_report(config, result, run_id)
+        if report_dir is not None:
+            report["apply_command"] = apply_command(config, report, report_dir, compress=compress)
         paths = write_reports(report, report_dir, compress=compress) if report_dir else []
         code = scan_exit_code(result, detailed_exitcode)
         log_summary(report, code, started, metrics=config.metrics)
         return Outcome(code, report, paths)
+
+
+def apply_command(
+    config: Config, report: dict[str, Any], report_dir: Path, *, compress: bool
+) -> str | None:
+    """The command that applies exactly this plan (its file, its digest), or None when it
+    proposes no deletion."""
+    if not report["summary"]["actions"].get("delete") and not report["limit_holds"]:
+        return None
+    plan = report_dir / ("report.json.gz" if compress else "report.json")
+    evidence = (
+        report_dir.parent / "apply"
+        if report_dir.name == "scan"
+        else report_dir.with_name(f"{report_dir.name}-apply")
+    )
+    return shlex.join(
+        [
+            "nsx-route-gc",
+            "apply",
+            "--config",
+            config.source,
+            "--plan",
+            str(plan),
+            "--plan-sha256",
+            report["plan_sha256"],
+            "--report-dir",
+            str(evidence),
+        ]
+    )
 
 
 def only_routers(config: Config, routers: Sequence[str]) -> Config:
@@ -204,6 +236,7 @@ def scan_report(config: Config, result: ScanResult, run_id: str) -> dict[str, An
         nsx_host=config.nsx.host,
         config_source=config.source,
         run_id=run_id,
+        policy=config.policy,
     )
     return build_report(info, result.plan, errors=result.failures)
 
