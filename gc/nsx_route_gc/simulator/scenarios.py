@@ -98,7 +98,11 @@ def seed(*, retired: bool = True) -> Scenario:
     cl2 = _cl2()
     return Scenario(
         name="seed" if retired else "seed-unretired",
-        description="The article: cl1 deleted and cl2 alive on the shared Tier-1 tanzu-cl1",
+        description=(
+            "The article: cl1 deleted and cl2 alive on the shared Tier-1 tanzu-cl1"
+            if retired
+            else "The article without retired_clusters: cl1's routes are unattributed"
+        ),
         tier1s=[T1],
         routes=_routes(_cl1_nodes()) + _routes(cl2.nodes) + _foreign(),
         clusters=[cl2],
