@@ -192,7 +192,8 @@ def test_defaults(tmp_path: Path) -> None:
         ("nsx: {host: h, username: u, password_file: pw, routers: [tier-1]}\n", "nsx.routers[0]"),
         ("nsx: {host: h, username: u, password_file: pw, hots: x}\n", "nsx.hots: unknown key"),
         (
-            "nsx: {host: h, username: u, password_file: pw}\nclusters: [{name: a}]\n",
+            "nsx: {host: h, username: u, password_file: pw}\n"
+            "clusters: [{name: a, kubeconfig: 3}]\n",
             "clusters[0].kubeconfig",
         ),
         (
@@ -399,3 +400,28 @@ def test_a_token_in_the_environment_means_vmc_unless_auth_says_otherwise(tmp_pat
     assert loaded.config.nsx.auth == "session"
     assert loaded.config.nsx.vmc_token is None
     assert any("VMC API token" in w for w in loaded.warnings)
+
+
+NO_KUBECONFIG = """
+nsx: {host: h, username: u, password_file: pw}
+clusters:
+  - name: cl2
+"""
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        # kubectl's order: the first file of $KUBECONFIG (a colon list), else ~/.kube/config.
+        ({"KUBECONFIG": "/k/one.yaml:/k/two.yaml"}, Path("/k/one.yaml")),
+        ({"KUBECONFIG": ":/k/two.yaml"}, Path("/k/two.yaml")),
+        ({"KUBECONFIG": "", "HOME": "/home/op"}, Path("/home/op/.kube/config")),
+        ({"HOME": "/home/op"}, Path("/home/op/.kube/config")),
+    ],
+)
+def test_a_cluster_without_kubeconfig_uses_kubectls_default(
+    tmp_path: Path, environ: dict[str, str], expected: Path
+) -> None:
+    cluster = load_config(write(tmp_path, NO_KUBECONFIG), environ).config.clusters[0]
+    assert cluster.kubeconfig == expected
+    assert cluster.context is None  # the file's current context

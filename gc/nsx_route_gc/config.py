@@ -5,6 +5,7 @@ Every problem becomes a ConfigError whose one line names the key and what is wro
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -191,7 +192,7 @@ def build_config(
     )
     nsx = reader.nsx(top.get("nsx") or {}, environ)
     clusters = tuple(
-        reader.cluster(item, f"clusters[{i}]")
+        reader.cluster(item, f"clusters[{i}]", environ)
         for i, item in enumerate(reader.sequence(top.get("clusters") or [], "clusters"))
     )
     reader.unique([c.name for c in clusters], "clusters")
@@ -232,6 +233,18 @@ def build_config(
         source=source,
     )
     return Loaded(config, tuple(reader.warnings))
+
+
+def default_kubeconfig(environ: Mapping[str, str]) -> Path:
+    """A cluster's kubeconfig when the configuration names none, as kubectl finds it: the
+    first file of $KUBECONFIG (a colon-separated list; kubectl merges the list, we read one
+    file per cluster, so a context must be in that first file), else ~/.kube/config. Its
+    current context is used unless ``context`` is given."""
+    for entry in environ.get("KUBECONFIG", "").split(os.pathsep):
+        if entry.strip():
+            return Path(entry.strip()).expanduser()
+    home = environ.get("HOME")
+    return (Path(home) if home else Path.home()) / ".kube" / "config"
 
 
 def normalise_host(value: str) -> str:
@@ -548,14 +561,15 @@ class _Reader:
             return Secret(data["password"])
         return None
 
-    def cluster(self, value: object, key: str) -> ClusterConfig:
+    def cluster(self, value: object, key: str, environ: Mapping[str, str]) -> ClusterConfig:
         data = self.mapping(value, key)
         self.only(data, key, {"name", "kubeconfig", "context", "pod_cidrs"})
         name = self.string(data.get("name"), f"{key}.name")
         if data.get("kubeconfig") is None:
-            raise self.fail(f"{key}.kubeconfig", "missing")
-        raw = self.string(data["kubeconfig"], f"{key}.kubeconfig")
-        kubeconfig = None if raw == "in-cluster" else self.path(raw, f"{key}.kubeconfig")
+            kubeconfig: Path | None = default_kubeconfig(environ)
+        else:
+            raw = self.string(data["kubeconfig"], f"{key}.kubeconfig")
+            kubeconfig = None if raw == "in-cluster" else self.path(raw, f"{key}.kubeconfig")
         return ClusterConfig(
             name=name,
             kubeconfig=kubeconfig,
