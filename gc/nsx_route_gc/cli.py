@@ -32,6 +32,7 @@ from nsx_route_gc.reports.retention import new_run_dir, prune_runs
 from nsx_route_gc.runs import frame as app
 from nsx_route_gc.runs.apply import Proposal, run_apply
 from nsx_route_gc.runs.restore import run_restore
+from nsx_route_gc.runs.validate import file_checks, run_validate
 from nsx_route_gc.tkg import materialised, merge_tkg, read_tkg_config
 
 log = structlog.get_logger(__name__)
@@ -189,6 +190,14 @@ def _load(stack: ExitStack, path: Path, tkg_files: list[Path] | None = None) -> 
     return loaded.config
 
 
+def _preflight(config: Config) -> None:
+    """The file checks of ``validate``, before a run starts: a missing kubeconfig or an
+    unknown context is exit 2 with nothing listed, not a failed cluster found mid-run."""
+    for check in file_checks(config):
+        if not check.ok:
+            raise ConfigError(f"{config.source}: {check.subject}: {check.detail}")
+
+
 def _guard(body: Callable[[ExitStack], int], target: Target | None = None) -> NoReturn:
     """Run a command body: usage problems exit 2, our runtime errors 1, always in one line.
 
@@ -311,8 +320,10 @@ def scan(
     target = Target(report_dir, keep_runs, force=force)
 
     def body(stack: ExitStack) -> int:
+        loaded = _load(stack, config, tkg_config)
+        _preflight(loaded)
         outcome = app.run_scan(
-            _load(stack, config, tkg_config),
+            loaded,
             report_dir=target.dir,
             detailed_exitcode=detailed_exitcode,
             progress=_progress(ctx),
@@ -469,8 +480,10 @@ def apply_command(
             age = parse_duration(max_plan_age)
         except ValueError as exc:
             _fail(f"--max-plan-age: {exc}", app.EXIT_USAGE)
+        loaded = _load(stack, config, tkg_config)
+        _preflight(loaded)
         outcome = run_apply(
-            _load(stack, config, tkg_config),
+            loaded,
             confirm=confirm,
             plan_path=plan,
             report_dir=target.dir,
@@ -557,6 +570,29 @@ def restore_command(
         return outcome.exit_code
 
     _guard(body, target)
+
+
+@cli.command()
+def validate(config: ConfigOption, tkg_config: TkgOption = None) -> None:
+    """Check a configuration before a run, one line per check: the configuration, every
+    kubeconfig and context, the NSX login (one attempt) and TLS, the configured routers, and
+    the Cluster API access. Nothing is changed.
+
+    Exit codes: 0 every check passed, 2 a check failed.
+    """
+
+    def body(stack: ExitStack) -> int:
+        try:
+            loaded = _load(stack, config, tkg_config)
+        except ConfigError as exc:
+            typer.echo(logs.scrub(f"FAIL  configuration: {exc}"))
+            return app.EXIT_USAGE
+        checks = run_validate(loaded)
+        for check in checks:
+            typer.echo(logs.scrub(check.line()))
+        return app.EXIT_OK if all(c.ok for c in checks) else app.EXIT_USAGE
+
+    _guard(body)
 
 
 @cli.command()

@@ -128,6 +128,20 @@ def api_client_from_kubeconfig(kubeconfig: Path | None, context: str | None = No
     return api
 
 
+def check_kubeconfig(kubeconfig: Path, context: str | None = None) -> str:
+    """What ``validate`` and the start of a run check of a kubeconfig file without contacting
+    its server: readable, a kubeconfig, the context there (``None``: its current-context)
+    naming a cluster with a server. Returns "context <name>, server <url>"; KubeError else."""
+    path = kubeconfig.expanduser()
+    label = f"kubeconfig {path}"
+    doc = _read(path, label)
+    _check(doc, context, label)
+    name = context or str(doc.get("current-context"))
+    ctx = _named(doc, "contexts", name, label) or {}
+    cluster = _named(doc, "clusters", str(ctx.get("cluster")), label) or {}
+    return f"context {name}, server {safe_url(str(cluster.get('server')))}"
+
+
 def _in_cluster_client() -> ApiClient:
     cfg = k8s.Configuration()
     try:

@@ -108,6 +108,12 @@ class NsxClient:
         log.info("nsx.routers.discovered", routers=len(routers))
         return routers
 
+    def router_exists(self, router_path: str) -> bool:
+        """Whether NSX has this Tier-1 (validate): one GET, 404 is no."""
+        rest = API_PREFIX + router_path.rstrip("/")
+        response = self._http.request("GET", rest, kind="get", allow=(404,))
+        return response.status_code != 404
+
     def _tier1_paths(self, infra: str) -> list[str]:
         items = self._list_all(f"{infra}/tier-1s", kind="list") or []
         return [_own_path(item, f"{infra}/tier-1s/{item['id']}") for item in items]
