@@ -17,7 +17,7 @@ import typer
 
 from nsx_route_gc import __version__, logs
 from nsx_route_gc.config import Config, load_config, parse_duration
-from nsx_route_gc.errors import ConfigError, RouteGcError
+from nsx_route_gc.errors import ConfigError, PlanError, RouteGcError
 from nsx_route_gc.progress import (
     NULL_PROGRESS,
     NullProgress,
@@ -25,10 +25,12 @@ from nsx_route_gc.progress import (
     RichProgress,
     choose_progress,
 )
+from nsx_route_gc.reports.explain import explain, find_routes
 from nsx_route_gc.reports.files import check_report_dir
 from nsx_route_gc.reports.journal import JOURNAL_NAME, is_finished
 from nsx_route_gc.reports.render import to_terminal
 from nsx_route_gc.reports.retention import new_run_dir, prune_runs
+from nsx_route_gc.reports.saved_plan import read_report
 from nsx_route_gc.runs import frame as app
 from nsx_route_gc.runs.apply import Proposal, run_apply
 from nsx_route_gc.runs.restore import run_restore
@@ -591,6 +593,78 @@ def validate(config: ConfigOption, tkg_config: TkgOption = None) -> None:
         for check in checks:
             typer.echo(logs.scrub(check.line()))
         return app.EXIT_OK if all(c.ok for c in checks) else app.EXIT_USAGE
+
+    _guard(body)
+
+
+@cli.command("explain")
+def explain_command(
+    ctx: typer.Context,
+    route: Annotated[
+        str,
+        typer.Argument(
+            metavar="ROUTE",
+            help="A route id, a route's policy path, or a network (every route carrying it).",
+            show_default=False,
+        ),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="Scan afresh with this configuration (read-only) and explain from it.",
+            show_default=False,
+        ),
+    ] = None,
+    from_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            metavar="FILE",
+            help="Explain from a saved report.json (or .json.gz) instead of scanning.",
+            show_default=False,
+        ),
+    ] = None,
+    tkg_config: TkgOption = None,
+) -> None:
+    """Why a route gets its verdict and action: the node matched or searched for, the
+    clusters whose pod CIDRs contain it, the inventories' state, each rule and guard.
+
+    Nothing is changed. Exit codes: 0 explained, 1 the scan failed, 2 usage error or no such
+    route.
+    """
+    if (config is None) == (from_report is None):
+        _fail("give one of --config FILE and --from FILE", app.EXIT_USAGE)
+
+    def body(stack: ExitStack) -> int:
+        if from_report is not None:
+            try:
+                report = read_report(from_report, mode=None)
+            except PlanError as exc:
+                raise ConfigError(str(exc)) from None
+        else:
+            assert config is not None  # noqa: S101  # one of the two, checked above
+            loaded = _load(stack, config, tkg_config)
+            _preflight(loaded)
+            router, sep, _ = route.partition("/static-routes/")
+            outcome = app.run_scan(
+                loaded,
+                report_dir=None,
+                progress=_progress(ctx),
+                routers=(router,) if sep else (),
+            )
+            if outcome.report is None:
+                _fail(outcome.error or "the scan failed", app.EXIT_FAILURE)
+            report = outcome.report
+        found = find_routes(report["routes"], route)
+        if not found:
+            source = from_report or "the scan"
+            _fail(f"no route {route!r} in {source} (an id, a path or a network)", app.EXIT_USAGE)
+        blocks = ["\n".join(explain(report, row)) for row in found]
+        typer.echo(logs.scrub("\n\n".join(blocks)))
+        return app.EXIT_OK
 
     _guard(body)
 

@@ -92,10 +92,10 @@ def read_report_text(path: Path) -> str:
         raise PlanError(f"{path}: not UTF-8 text") from exc
 
 
-def read_report(path: Path, *, mode: str) -> dict[str, Any]:
-    """A report.json (or report.json.gz) of the given ``mode``, checked for the fields every
-    report has. Schema 1 and 2 reports are read: a schema 2 row lacks only bodies that plans
-    and restore never use (rows without an action or a problem)."""
+def read_report(path: Path, *, mode: str | None) -> dict[str, Any]:
+    """A report.json (or report.json.gz) of the given ``mode`` (None: any mode), checked for
+    the fields every report has. Schema 1 and 2 reports are read: a schema 2 row lacks only
+    bodies that plans and restore never use (rows without an action or a problem)."""
     text = read_report_text(path)
     try:
         report = json.loads(text)
@@ -109,7 +109,7 @@ def read_report(path: Path, *, mode: str) -> dict[str, Any]:
             f"{path}: schema_version {version!r} is not supported "
             f"(expected one of {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})"
         )
-    if report.get("mode") != mode:
+    if mode is not None and report.get("mode") != mode:
         raise PlanError(f"{path}: a {report.get('mode')!r} report, expected a {mode!r} report")
     nsx = report.get("nsx")
     if not isinstance(nsx, dict) or not isinstance(nsx.get("host"), str) or not nsx["host"]:

@@ -23,6 +23,7 @@ from nsx_route_gc.runs.frame import NsxFactory
 
 log = structlog.get_logger(__name__)
 
+
 @dataclass(frozen=True)
 class Check:
     subject: str  # what was checked: "kubeconfig of cl2", "NSX login", "router /infra/..."
