@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,11 +143,62 @@ def test_bad_log_format_is_a_usage_error(tmp_path: Path) -> None:
     assert "--log-format" in err
 
 
+COMMANDS = ("validate", "scan", "explain", "apply", "restore", "demo", "simulate")
+
+
 def test_help_names_every_command() -> None:
     code, out, _ = run("--help")
     assert code == 0
-    for command in ("scan", "demo", "simulate"):
+    for command in COMMANDS:
         assert command in out
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_shows_flags_without_a_value_and_no_type_noise(command: str) -> None:
+    code, out, _ = run(*([command] if command else []), "--help")
+    assert code == 0
+    for noise in ("<bool>", "<list[", "<int range>", "[x>=1]", "<path>", "<str>", "<int>"):
+        assert noise not in out, (command, noise)
+    if command == "apply":
+        assert "  -y, --yes " in out  # a flag: nothing between it and its help
+        assert "--plan-sha256 HEX" in out
+        assert "--batch-size N" in out
+        assert "--tkg-config FILE" in out
+
+
+def test_shell_completion_is_offered() -> None:
+    code, out, _ = run("--help")
+    assert code == 0
+    assert "--install-completion" in out
+    assert "--show-completion" in out
+
+
+@pytest.mark.parametrize(("value", "code"), [("0", 2), ("1", 0)])
+def test_counts_of_at_least_one(value: str, code: int) -> None:
+    result = CliRunner().invoke(cli, ["apply", "--batch-size", value, "--help"])
+    # --help is eager: a bad value is refused only when it is parsed before --help runs.
+    assert result.exit_code in {0, 2}
+    refused = CliRunner().invoke(cli, ["scan", "-c", "x.yaml", "--keep-runs", value])
+    if code == 2:
+        assert refused.exit_code == 2
+        assert "is not a whole number of at least 1" in refused.output
+
+
+def test_readme_synopsis_names_the_options_of_each_command() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    synopsis = readme.split("## Commands", 1)[1].split("```", 2)[1]
+    for command in COMMANDS:
+        usage = " ".join(
+            line for line in synopsis.splitlines() if line.startswith(f"nsx-route-gc {command}")
+        )
+        block = synopsis.split(f"nsx-route-gc {command}", 1)[1].split("\nnsx-route-gc ", 1)[0]
+        code, out, _ = run(command, "--help")
+        assert code == 0
+        # The options --help defines (a line starting with one), not those its text mentions.
+        options = out.split("\nOptions:\n", 1)[1]
+        offered = set(re.findall(r"^  (?:-\w, )?(--[a-z][a-z0-9-]*)", options, re.M)) - {"--help"}
+        quoted = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", block))
+        assert quoted == offered, (command, usage, quoted ^ offered)
 
 
 def test_simulate_lists_the_vmc_scenario() -> None:

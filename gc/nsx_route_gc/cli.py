@@ -602,11 +602,8 @@ def explain_command(
     ctx: typer.Context,
     route: Annotated[
         str,
-        typer.Argument(
-            metavar="ROUTE",
-            help="A route id, a route's policy path, or a network (every route carrying it).",
-            show_default=False,
-        ),
+        # Described in the docstring: typer would print the argument with its type.
+        typer.Argument(metavar="ROUTE", show_default=False, hidden=True),
     ],
     config: Annotated[
         Path | None,
@@ -631,6 +628,9 @@ def explain_command(
 ) -> None:
     """Why a route gets its verdict and action: the node matched or searched for, the
     clusters whose pod CIDRs contain it, the inventories' state, each rule and guard.
+
+    ROUTE is a route id, a route's policy path (then only its router is scanned), or a
+    network (every route carrying it).
 
     Nothing is changed. Exit codes: 0 explained, 1 the scan failed, 2 usage error or no such
     route.
