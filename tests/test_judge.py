@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nsx_route_gc.judge import judge
+from nsx_route_gc.judge import judge, narrow
 from nsx_route_gc.models import (
     CLUSTER_TAG_SCOPE,
     NODE_TAG_SCOPE,
@@ -473,3 +473,37 @@ def test_plan_digest_depends_on_host_and_revisions_not_order() -> None:
     assert plan_sha256("h", a) == plan_sha256("h", list(reversed(a)))
     assert plan_sha256("h", a) != plan_sha256("other", a)
     assert plan_sha256("h", a) != plan_sha256("h", [("/r", "x", 2), ("/r", "y", 2)])
+
+
+def test_narrow_judges_the_limits_again_on_what_is_kept() -> None:
+    """scan --cluster: two orphans of retired cl1 and one of cl3 on a router with two live
+    routes: 3 of 5 breaks max_delete_percent 50; cl1's two alone (2 of 5) do not."""
+    routes = [
+        route(),
+        route(uid=UID_B, network="172.16.136.0/24"),
+        route(uid=UID_C, network="172.16.137.0/24"),
+        route(uid="0c1b2a3d-0000-4000-8000-000000000004", network="172.16.152.0/24"),
+        route(
+            uid="0c1b2a3d-0000-4000-8000-000000000005",
+            network="172.16.145.0/24",
+            hop="172.16.128.11",
+        ),
+    ]
+    live = cluster(
+        "cl2",
+        node(),
+        node("0c1b2a3d-0000-4000-8000-000000000005", "172.16.145.0/24", "172.16.128.11"),
+    )
+    clusters = [live, retired(), retired("cl3", ("172.16.152.0/21",))]
+    plan = judge([RouterListing(T1, tuple(routes))], clusters, Policy(), NOW)
+    assert {v.action for v in plan.verdicts if v.verdict is Verdict.ORPHANED} == {Action.HELD}
+    assert plan.limit_holds
+
+    narrowed = narrow(plan, lambda v: v.cluster == "cl1", Policy())
+    assert {v.route.id.split("_")[0] for v in narrowed.verdicts} == {UID_B, UID_C}
+    assert {v.action for v in narrowed.verdicts} == {Action.DELETE}
+    assert narrowed.limit_holds == ()
+    # Still judged against every managed route of the router: 2 of 5 > 30%.
+    strict = narrow(plan, lambda v: v.cluster == "cl1", Policy(max_delete_percent=30))
+    assert {v.action for v in strict.verdicts} == {Action.HELD}
+    assert strict.limit_holds[0][1].startswith("max-delete-percent: 2 of 5 managed routes")
