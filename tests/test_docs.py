@@ -44,6 +44,9 @@ def pinned(report: dict[str, Any], run_id: str) -> dict[str, Any]:
     report.update(started_at=WHEN, finished_at=WHEN, operator="operator@laptop", run_id=run_id)
     report["config"] = "cfg.yaml"
     report["nsx"]["host"] = HOST
+    for cluster in report["clusters"]:
+        if cluster.get("nsx_host"):  # the simulator's, as the cluster's CCM names it
+            cluster["nsx_host"] = HOST
     for row in report["routes"]:
         row["create_time"] = CREATED
     deletions = [
