@@ -114,3 +114,15 @@ def test_gzip_writes_json_and_csv_compressed_and_drops_the_plain_ones(tmp_path: 
     assert gzip.decompress((tmp_path / "report.csv.gz").read_bytes()).startswith(b"router_path,")
     write_reports(with_run_id("plain again"), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(REPORT_NAMES)
+
+
+def test_a_directory_holding_a_report_is_refused_unless_forced(tmp_path: Path) -> None:
+    check_report_dir(tmp_path, force=False)  # empty: fine
+    write_reports(report(), tmp_path, compress=True)
+    with pytest.raises(ConfigError, match=r"holds report.md of an earlier run.*--force"):
+        check_report_dir(tmp_path, force=False)
+    check_report_dir(tmp_path, force=True)
+    # An unfinished journal beside it: the way back is named before --force is suggested.
+    (tmp_path / "journal.jsonl").write_text('{"kind": "start"}\n')
+    with pytest.raises(ConfigError, match=f"unfinished journal: restore --from {tmp_path} first"):
+        check_report_dir(tmp_path, force=False)

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from nsx_route_gc.errors import ConfigError
 from nsx_route_gc.models import RouteVerdict
+from nsx_route_gc.reports.journal import JOURNAL_NAME, is_finished
 from nsx_route_gc.reports.render import iter_markdown
 from nsx_route_gc.reports.rows import (
     ROW_FIELDS,
@@ -40,9 +41,16 @@ def check_report_dir(directory: Path, *, force: bool = True) -> None:
     approved plan or a change's evidence is never replaced by accident."""
     earlier = existing_report(directory)
     if earlier is not None and not force:
+        journal = directory / JOURNAL_NAME
+        # The way back comes first: --force would also set that journal aside.
+        unfinished = (
+            f"; it also holds an unfinished journal: restore --from {directory} first"
+            if journal.is_file() and not is_finished(journal)
+            else ""
+        )
         raise ConfigError(
             f"--report-dir {directory}: holds {earlier.name} of an earlier run; give a new "
-            "directory, or --force to replace it"
+            f"directory, or --force to replace it{unfinished}"
         )
     try:
         directory.mkdir(parents=True, exist_ok=True)
