@@ -228,3 +228,13 @@ def test_an_apply_report_names_the_approved_plan_beside_its_own_digest() -> None
     assert f"Approved plan SHA-256: {'a' * 64} (equal to --plan-sha256)" in terminal
     doc["apply"]["deleted_sha256"] = "b" * 64
     assert "not every approved route was deleted" in to_terminal(doc)
+
+
+def test_a_restore_report_names_its_source_not_a_plan_digest() -> None:
+    doc = report()
+    doc["mode"] = "restore"
+    doc["restore"] = {"source": "CHG-1/apply/report.json"}
+    assert "- **Restored from:** `CHG-1/apply/report.json`" in to_markdown(doc)
+    terminal = to_terminal(doc)
+    assert "Restored from: CHG-1/apply/report.json" in terminal
+    assert "Plan SHA-256" not in terminal

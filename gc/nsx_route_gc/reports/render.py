@@ -237,6 +237,9 @@ def digest_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs naming the digests: the plan's own, and for an apply the approved
     plan's beside the digest of what this run deleted."""
     applied = report.get("apply") or {}
+    if report["mode"] == "restore":
+        # A restore deletes nothing: its source, not a plan digest, says what it put back.
+        return [("Restored from", (report.get("restore") or {}).get("source") or "-")]
     if report["mode"] != "apply":
         return [("Plan SHA-256", report["plan_sha256"])]
     if not applied.get("plan_sha256"):
