@@ -3,11 +3,14 @@ secrets scrubbed everywhere."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import structlog
@@ -94,3 +97,40 @@ def test_worker_threads_carry_the_run_id() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert len(lines) == 8
     assert {entry["run_id"] for entry in lines} == {"run-42"}
+
+
+# --- issue 13: every encoded form of a secret ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda s: s, id="plain"),
+        pytest.param(urllib.parse.quote_plus, id="form-encoded"),
+        pytest.param(lambda s: urllib.parse.quote(s, safe=""), id="url-encoded"),
+        pytest.param(lambda s: urllib.parse.urlencode({"j_password": s}), id="login-body"),
+        pytest.param(lambda s: json.dumps({"password": s}), id="json-escaped"),
+        pytest.param(lambda s: base64.b64encode(s.encode()).decode(), id="base64"),
+        pytest.param(
+            lambda s: base64.b64encode(b"xy" + s.encode() + b"z").decode(), id="inside-base64"
+        ),
+        pytest.param(
+            lambda s: "Basic " + base64.b64encode(f"admin:{s}".encode()).decode(), id="basic"
+        ),
+    ],
+)
+def test_every_encoded_form_of_a_secret_is_scrubbed(encode: Any) -> None:
+    secret = 'Can@ry P+w"ord/1 \\ x'
+    logs.register_secret(secret, username="admin")
+    text = f"manager echoed: {encode(secret)} (end)"
+    scrubbed = logs.scrub(text)
+    assert "***" in scrubbed
+    for form in (secret, urllib.parse.quote_plus(secret), json.dumps(secret)[1:-1]):
+        assert form not in scrubbed
+    assert base64.b64encode(secret.encode()).decode()[:12] not in scrubbed
+    assert scrubbed.endswith(" (end)")
+
+
+def test_a_secret_with_a_trailing_newline_is_scrubbed_stripped_too() -> None:
+    logs.register_secret("T0ken-with-newline\n")
+    assert logs.scrub("Authorization: Bearer T0ken-with-newline") == "Authorization: Bearer ***"
