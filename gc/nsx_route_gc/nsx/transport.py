@@ -622,6 +622,11 @@ class NsxTransport:
             return response.json()
         except ValueError as exc:
             raise NsxError(f"malformed JSON from NSX at {method} {path}: not JSON") from exc
+        except RecursionError:
+            # No object of the Policy API nests more than a few levels.
+            raise NsxError(
+                f"malformed JSON from NSX at {method} {path}: nested too deeply"
+            ) from None
 
     def _detail(self, exc: BaseException) -> str:
         """The useful part of a requests/urllib3 exception, without the connection pool blurb."""
