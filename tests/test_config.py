@@ -400,6 +400,7 @@ def test_a_token_in_the_environment_means_vmc_unless_auth_says_otherwise(tmp_pat
     assert loaded.config.nsx.vmc_token is None
     assert any("VMC API token" in w for w in loaded.warnings)
 
+
 # --- issue 13: configuration traps and one-line errors -----------------------------------
 
 BASE = "nsx: {host: h, username: u, password_file: pw}\n"

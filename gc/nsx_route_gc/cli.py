@@ -63,6 +63,15 @@ TkgOption = Annotated[
         show_default=False,
     ),
 ]
+PlanShaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--plan-sha256",
+        help="The SHA-256 the change ticket approved: refuse the file (exit 2) unless its "
+        "digest (plan_sha256 of a scan report, restore_sha256 of an apply report) is this.",
+        show_default=False,
+    ),
+]
 ReportDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -178,7 +187,8 @@ def _guard(body: Callable[[ExitStack], int], target: Target | None = None) -> No
 
 def _print_outcome(outcome: app.Outcome) -> None:
     if outcome.report is not None:
-        typer.echo(to_terminal(outcome.report, [str(p) for p in outcome.paths]), nl=False)
+        terminal = to_terminal(outcome.report, [str(p) for p in outcome.paths])
+        typer.echo(logs.scrub(terminal), nl=False)
     if outcome.error:
         typer.echo(f"nsx-route-gc: error: {logs.scrub(outcome.error)}", err=True)
 
@@ -309,6 +319,7 @@ def apply_command(
     allow_old_plan: Annotated[
         bool, typer.Option("--allow-old-plan", help="Apply a plan older than --max-plan-age.")
     ] = False,
+    plan_sha256: PlanShaOption = None,
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", min=1, help="Routes per hierarchical delete call."),
@@ -338,6 +349,8 @@ def apply_command(
 
     def body(stack: ExitStack) -> int:
         confirm = _confirmation(yes, "delete")
+        if plan_sha256 is not None and plan is None:
+            _fail("--plan-sha256 needs --plan", app.EXIT_USAGE)
         try:
             age = parse_duration(max_plan_age)
         except ValueError as exc:
@@ -349,6 +362,7 @@ def apply_command(
             report_dir=target.dir,
             max_plan_age=age,
             allow_old_plan=allow_old_plan,
+            plan_sha256=plan_sha256,
             batch_size=batch_size,
             progress=_progress(ctx),
             force=force,
@@ -381,6 +395,7 @@ def restore_command(
     ] = None,
     report_dir: ReportDirOption = None,
     yes: YesOption = False,
+    plan_sha256: PlanShaOption = None,
     tkg_config: TkgOption = None,
     keep_runs: KeepRunsOption = None,
     compress: GzipOption = False,
@@ -401,6 +416,7 @@ def restore_command(
             report_path=from_report,
             confirm=confirm,
             route_ids=route or (),
+            plan_sha256=plan_sha256,
             report_dir=target.dir,
             compress=compress,
         )

@@ -16,12 +16,11 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
 # Limits of the files the tool is given. A configuration or kubeconfig is a few KB (a
-# Kubernetes Secret holds at most 1 MiB); a password or token file a few hundred bytes; a
-# report of 100,000 routes a few hundred MB.
+# Kubernetes Secret holds at most 1 MiB); a password or token file a few hundred bytes.
+# Reports have their own limit (reports.saved_plan.MAX_REPORT).
 CONFIG_MAX_BYTES = 1 << 20
 KUBECONFIG_MAX_BYTES = 1 << 20
 CREDENTIAL_MAX_BYTES = 64 << 10
-REPORT_MAX_BYTES = 512 << 20
 # Deeper than any report or NSX object nests (a report row's body is 4 levels down).
 JSON_MAX_DEPTH = 64
 

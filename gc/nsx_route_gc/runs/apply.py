@@ -48,7 +48,14 @@ from nsx_route_gc.reports.rows import (
     RunInfo,
     build_report,
 )
-from nsx_route_gc.reports.saved_plan import DEFAULT_MAX_AGE, PlannedDeletion, SavedPlan, load_plan
+from nsx_route_gc.reports.saved_plan import (
+    DEFAULT_MAX_AGE,
+    DELETED_BY_THIS_TOOL,
+    PlannedDeletion,
+    SavedPlan,
+    load_plan,
+    restore_sha256,
+)
 from nsx_route_gc.runs.frame import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -104,6 +111,7 @@ def run_apply(
     report_dir: Path | None = None,
     max_plan_age: timedelta = DEFAULT_MAX_AGE,
     allow_old_plan: bool = False,
+    plan_sha256: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     nsx_factory: NsxFactory = NsxClient,
     inventory_factory: InventoryFactory = default_inventory,
@@ -131,6 +139,9 @@ def run_apply(
                     now=clock(),
                     max_age=max_plan_age,
                     allow_old=allow_old_plan,
+                    # Routers outside nsx.routers are not refused here: each such deletion
+                    # is held (out-of-scope) and reported.
+                    approved_sha256=plan_sha256,
                 )
             except PlanError as exc:
                 log.error("plan.refused", plan=str(plan_path), error=str(exc))
@@ -481,6 +492,17 @@ def apply_report(
         "already_gone": outcomes["already-gone"],
         "held": held,
         "failed": failed,
+        # What `restore` may recreate from this report, digested: restore refuses the report
+        # when its deleted rows no longer match (edited), and `restore --plan-sha256` takes it.
+        "restore_sha256": restore_sha256(
+            config.nsx.host,
+            (
+                (r.verdict.route.router_path, r.verdict.route.id, r.verdict.route.nsx_object)
+                for r in results
+                if r.verdict.action is Action.DELETED
+                and (r.note or "").startswith(DELETED_BY_THIS_TOOL)
+            ),
+        ),
     }
     return report
 
