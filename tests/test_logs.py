@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import logging
+import os
+import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -119,10 +121,11 @@ def test_worker_threads_carry_the_run_id() -> None:
         ),
     ],
 )
-def test_every_encoded_form_of_a_secret_is_scrubbed(encode: Any) -> None:
+@pytest.mark.parametrize("padding", [0, 10_000], ids=["line", "report-piece"])
+def test_every_encoded_form_of_a_secret_is_scrubbed(encode: Any, padding: int) -> None:
     secret = 'Can@ry P+w"ord/1 \\ x'
     logs.register_secret(secret, username="admin")
-    text = f"manager echoed: {encode(secret)} (end)"
+    text = "x" * padding + f"manager echoed: {encode(secret)} (end)"
     scrubbed = logs.scrub(text)
     assert "***" in scrubbed
     for form in (secret, urllib.parse.quote_plus(secret), json.dumps(secret)[1:-1]):
@@ -134,3 +137,19 @@ def test_every_encoded_form_of_a_secret_is_scrubbed(encode: Any) -> None:
 def test_a_secret_with_a_trailing_newline_is_scrubbed_stripped_too() -> None:
     logs.register_secret("T0ken-with-newline\n")
     assert logs.scrub("Authorization: Bearer T0ken-with-newline") == "Authorization: Bearer ***"
+
+
+def test_a_report_with_the_keys_of_hundreds_of_clusters_is_scrubbed_in_one_pass() -> None:
+    keys = [base64.b64encode(os.urandom(1200)).decode() for _ in range(300)]
+    for key in keys:
+        logs.register_secret(key)
+    row = '{"id": "a57a555e-e4eb-49ad-af74-e11a7d7a8ad8_172.16.138.0_24", "tags": []},\n'
+    text = row * 40_000 + f"error: {keys[7]} and {keys[299]}" + row * 40_000
+    started = time.monotonic()
+    scrubbed = logs.scrub(text)
+    elapsed = time.monotonic() - started
+    assert keys[7] not in scrubbed
+    assert keys[299] not in scrubbed
+    assert scrubbed.count("***") >= 2
+    assert len(scrubbed) < len(text)
+    assert elapsed < 5  # a search per form took about a minute for such a report
