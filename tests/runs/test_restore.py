@@ -357,6 +357,8 @@ def test_plan_sha256_must_be_the_reports_restore_sha256(tmp_path: Path) -> None:
         assert outcome.error is not None
         assert "is not the approved --plan-sha256" in outcome.error
         digest = read(env.tmp / "apply" / "report.json")["apply"]["restore_sha256"]
+        # The ticket gets it from the apply's report.md.
+        assert f"- **Restore SHA-256:** `{digest}`" in (env.tmp / "apply/report.md").read_text()
         outcome = env.restore(env.tmp / "apply" / "report.json", plan_sha256=digest)
         assert outcome.exit_code == 0
         assert env.route_ids() >= CL1_IDS

@@ -213,6 +213,10 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
         f"- **Routers:** {', '.join(report['nsx']['routers']) or 'none'}",
         f"- **Plan SHA-256:** `{report['plan_sha256']}`",
     ]
+    apply = report.get("apply")
+    if isinstance(apply, dict) and apply.get("restore_sha256"):
+        # What `restore --plan-sha256` takes: the ticket records it with the evidence.
+        header.append(f"- **Restore SHA-256:** `{apply['restore_sha256']}`")
     if report.get("run_id"):
         header.append(f"- **Run id:** {report['run_id']}")
     trouble = problems(report)
