@@ -3,15 +3,17 @@ and strictly (issue 13: "Untrusted files and answers steer writes", "Crashes and
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 import yaml
 
 from nsx_route_gc import logs
-from nsx_route_gc.clusters.kubeconfig import api_client_from_kubeconfig
+from nsx_route_gc.clusters.kubeconfig import api_client_from_kubeconfig, scrub
 from nsx_route_gc.errors import KubeError
 
 SERVER = "https://127.0.0.1:6443"
@@ -150,3 +152,10 @@ def test_an_endless_token_file_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, {"tokenFile": "/dev/zero"})
     with pytest.raises(KubeError, match="tokenFile /dev/zero: larger than 64 KiB: refused"):
         api_client_from_kubeconfig(path)
+
+
+def test_messages_about_a_kubeconfig_hide_every_form_of_its_credentials() -> None:
+    secret = "client-key/d@ta+x"
+    text = f"raw {secret} url {quote_plus(secret)} b64 {base64.b64encode(secret.encode()).decode()}"
+    scrubbed = scrub(text, {secret})
+    assert scrubbed == "raw *** url *** b64 ***"

@@ -27,7 +27,8 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import load_incluster_config
 
 from nsx_route_gc.errors import KubeError
-from nsx_route_gc.logs import register_secret
+from nsx_route_gc.logs import register_secret, secret_forms
+from nsx_route_gc.logs import scrub as logs_scrub
 from nsx_route_gc.untrusted import (
     CREDENTIAL_MAX_BYTES,
     KUBECONFIG_MAX_BYTES,
@@ -330,10 +331,12 @@ def _describe_load_error(exc: Exception) -> str:
 
 
 def scrub(text: str, secrets: set[str]) -> str:
-    """``text`` with every one of ``secrets`` replaced by ***."""
-    for secret in sorted(secrets, key=len, reverse=True):
+    """``text`` with every one of ``secrets``, in every encoded form, and every registered
+    secret replaced by ***."""
+    forms = set(secrets).union(*(secret_forms(s) for s in secrets))
+    for secret in sorted(forms, key=len, reverse=True):
         text = text.replace(secret, "***")
-    return text
+    return logs_scrub(text)
 
 
 def one_line(text: str) -> str:
