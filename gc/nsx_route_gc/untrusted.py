@@ -78,7 +78,9 @@ class _StrictConstructor:
             raise ConstructorError(
                 None, None, f"expected a mapping node, but found {node.id}", node.start_mark
             )
-        self.flatten_mapping(node)  # type: ignore[attr-defined]  # a mixin of SafeConstructor
+        flatten = getattr(self, "flatten_mapping", None)  # SafeConstructor's merge keys (<<)
+        if flatten is not None:
+            flatten(node)
         mapping: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=deep)
@@ -103,6 +105,10 @@ class StrictLoader(_StrictConstructor, yaml.SafeLoader):
     """PyYAML's SafeLoader without duplicate keys or aliases."""
 
 
+class StrictBaseLoader(_StrictConstructor, yaml.BaseLoader):
+    """PyYAML's BaseLoader (every scalar a string) without duplicate keys or aliases."""
+
+
 _CLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
 if _CLoader is not None:
 
@@ -114,9 +120,12 @@ else:  # pragma: no cover - wheels carry libyaml
     FAST_LOADER = StrictLoader
 
 
-def load_yaml(text: str, *, fast: bool = False) -> Any:
-    """``text`` parsed as YAML, strictly; yaml.YAMLError (with its mark) when refused."""
-    loader = FAST_LOADER if fast else StrictLoader
+def load_yaml(text: str, *, fast: bool = False, strings: bool = False) -> Any:
+    """``text`` parsed as YAML, strictly; yaml.YAMLError (with its mark) when refused.
+    ``strings``: every scalar as written (BaseLoader), never a number or boolean."""
+    loader: type[yaml.BaseLoader] | type[yaml.SafeLoader] = (
+        StrictBaseLoader if strings else FAST_LOADER if fast else StrictLoader
+    )
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
@@ -169,3 +178,7 @@ def depth_exceeds(value: object, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
+
+
+# The problems of a strict refusal: they name a key or an alias, never a value.
+STRICT_PROBLEMS = ("found duplicate key", "found an alias")
