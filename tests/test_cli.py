@@ -393,3 +393,10 @@ def test_a_secret_in_the_terminal_summary_is_scrubbed(capsys: pytest.CaptureFixt
         assert secret not in text
         assert urllib.parse.quote_plus(secret) not in text
     assert "j_password=***" in captured.out
+
+
+def test_apply_plan_sha256_needs_a_plan(seed: tuple[Simulator, Path]) -> None:
+    _, config = seed
+    code, _, err = run("apply", "--config", str(config), "--yes", "--plan-sha256", "0" * 64)
+    assert code == 2
+    assert err.strip() == "nsx-route-gc: error: --plan-sha256 needs --plan"
