@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,13 @@ from typing import Any
 import pytest
 import structlog
 import yaml
+from reportkit import report
 from typer.testing import CliRunner
 
+from nsx_route_gc import cli as cli_module
+from nsx_route_gc import logs
 from nsx_route_gc.cli import cli
+from nsx_route_gc.runs.frame import Outcome
 from nsx_route_gc.simulator import Simulator, load_scenario
 
 CANARY = "canary-S3cr3t-pw"
@@ -390,3 +395,60 @@ def test_tkg_warnings_are_logged(tmp_path: Path) -> None:
         in warnings[1]
     )
     assert "NSXT_POD_ROUTING_ENABLED is false" in warnings[2]
+
+
+# --- issue 13: one-line errors, and no secret on stdout ----------------------------------
+
+
+def test_an_overflowing_max_plan_age_is_one_line_exit_2(
+    seed: tuple[Simulator, Path], tmp_path: Path
+) -> None:
+    _, config = seed
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+    code, out, err = run(
+        "apply", "--config", str(config), "--plan", str(plan), "--yes", "--max-plan-age", "1e400"
+    )
+    assert code == 2
+    assert err.strip() == "nsx-route-gc: error: --max-plan-age: longer than 3650d"
+    assert "Traceback" not in out + err
+
+
+def test_a_config_that_is_not_utf8_is_one_line_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"nsx:\n  host: \xff\n")
+    code, out, err = run("scan", "--config", str(config))
+    assert code == 2
+    assert err.strip() == f"nsx-route-gc: error: {config}: configuration not UTF-8 text"
+    assert "Traceback" not in out + err
+
+
+def test_a_duplicate_policy_block_is_exit_2(seed: tuple[Simulator, Path]) -> None:
+    _, config = seed
+    config.write_text(config.read_text() + "policy:\n  unattributed: delete\n")
+    text = config.read_text()
+    assert text.count("\npolicy:") == 2, "the simulator's configuration has a policy block"
+    code, _, err = run("scan", "--config", str(config))
+    assert code == 2
+    assert "found duplicate key 'policy'" in err
+
+
+def test_a_secret_in_the_terminal_summary_is_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "Std0ut-C@nary pw"
+
+    logs.register_secret(secret)
+    doc = dict(report())
+    doc["errors"] = [f"login echoed j_password={urllib.parse.quote_plus(secret)}"]
+    cli_module._print_outcome(Outcome(1, doc, [], error=f"failed: {secret}"))
+    captured = capsys.readouterr()
+    for text in (captured.out, captured.err):
+        assert secret not in text
+        assert urllib.parse.quote_plus(secret) not in text
+    assert "j_password=***" in captured.out
+
+
+def test_apply_plan_sha256_needs_a_plan(seed: tuple[Simulator, Path]) -> None:
+    _, config = seed
+    code, _, err = run("apply", "--config", str(config), "--yes", "--plan-sha256", "0" * 64)
+    assert code == 2
+    assert err.strip() == "nsx-route-gc: error: --plan-sha256, --route and --router need --plan"

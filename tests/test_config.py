@@ -425,3 +425,104 @@ def test_a_cluster_without_kubeconfig_uses_kubectls_default(
     cluster = load_config(write(tmp_path, NO_KUBECONFIG), environ).config.clusters[0]
     assert cluster.kubeconfig == expected
     assert cluster.context is None  # the file's current context
+
+
+# --- issue 13: configuration traps and one-line errors -----------------------------------
+
+BASE = "nsx: {host: h, username: u, password_file: pw}\n"
+
+
+def test_a_duplicate_key_is_an_error_not_a_silent_replacement(tmp_path: Path) -> None:
+    text = BASE + "policy:\n  protect: {route_ids: [keep-me]}\npolicy:\n  max_deletes: 9\n"
+    with pytest.raises(ConfigError, match=r"line 4\): found duplicate key 'policy'"):
+        load_config(write(tmp_path, text), {})
+
+
+def test_a_nested_duplicate_key_is_an_error_too(tmp_path: Path) -> None:
+    text = BASE + "policy:\n  unattributed: report\n  unattributed: delete\n"
+    with pytest.raises(ConfigError, match="duplicate key 'unattributed'"):
+        load_config(write(tmp_path, text), {})
+
+
+def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    text = BASE + "retired_clusters: &r [{name: a, pod_cidrs: [10.0.0.0/8]}]\nclusters: *r\n"
+    with pytest.raises(ConfigError, match="aliases are refused"):
+        load_config(write(tmp_path, text), {})
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (".inf", "longer than 3650d"),
+        ('"1e400"', "longer than 3650d"),
+        ("1e10d", "longer than 3650d"),
+        ("1e400s", "longer than 3650d"),
+        ("-.inf", "cannot be negative"),
+        ("abc", "a duration such as"),
+        (".nan", "a duration such as"),
+        ("-5", "cannot be negative"),
+        ('"-1h"', "cannot be negative"),
+        ("-0.5", "cannot be negative"),
+        ("100000d", "longer than 3650d"),
+    ],
+)
+def test_durations_out_of_range_are_one_line(tmp_path: Path, value: str, why: str) -> None:
+    text = BASE + f"policy: {{min_age: {value}}}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), {})
+    assert str(caught.value).endswith(f"policy.min_age: {why}") or why in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_parse_duration_never_overflows() -> None:
+    for value in (float("inf"), 1e400, "1e400", "1e10d", 10**400, float("nan")):
+        with pytest.raises(ValueError, match=r"^(expected a duration|longer than 3650d)"):
+            parse_duration(value)
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    path.write_bytes(b"nsx: {host: \xff\xfe}\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: configuration not UTF-8 text$"):
+        load_config(path, {})
+
+
+def test_an_endless_config_is_refused_after_a_bounded_read() -> None:
+    with pytest.raises(ConfigError, match=r"^/dev/zero: configuration larger than 1 MiB"):
+        load_config(Path("/dev/zero"), {})
+
+
+def test_an_endless_password_file_is_refused(tmp_path: Path) -> None:
+    text = "nsx: {host: h, username: u, password_file: /dev/zero}\n"
+    with pytest.raises(ConfigError, match=r"nsx.password_file: /dev/zero: larger than 64 KiB"):
+        load_config(write(tmp_path, text), {})
+
+
+def test_a_password_file_is_stripped_and_both_forms_are_scrubbed(tmp_path: Path) -> None:
+    from nsx_route_gc import logs  # noqa: PLC0415 - the registry is global; see the end
+
+    path = write(tmp_path, BASE)
+    (tmp_path / "pw").write_text("Tr4iling-Sp@ce-pw \t\r\n")
+    c = load_config(path, {}).config
+    assert c.nsx.password == Secret("Tr4iling-Sp@ce-pw")
+    assert logs.scrub("login Tr4iling-Sp%40ce-pw failed") == "login *** failed"
+
+
+def test_routers_must_be_plain_tier1_paths(tmp_path: Path) -> None:
+    for bad in ("/infra/tier-1s/../tier-0s/t0", "/infra/tier-0s/t0", "/infra/tier-1s/a b"):
+        text = f"nsx: {{host: h, username: u, password_file: pw, routers: ['{bad}']}}\n"
+        with pytest.raises(ConfigError, match=r"nsx.routers\[0\]: .* is not a Tier-1 policy"):
+            load_config(write(tmp_path, text), {})
+    text = BASE.replace("}", ", routers: [/orgs/default/projects/p1/infra/tier-1s/t1]}")
+    assert load_config(write(tmp_path, text), {}).config.nsx.routers == (
+        "/orgs/default/projects/p1/infra/tier-1s/t1",
+    )
+
+
+def test_cluster_api_allow_http(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, BASE + "cluster_api: {allow_http: true}\n"), {}).config
+    assert c.cluster_api is not None
+    assert c.cluster_api.allow_http is True
+    c = load_config(write(tmp_path, BASE + "cluster_api: {}\n"), {}).config
+    assert c.cluster_api is not None
+    assert c.cluster_api.allow_http is False

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from nsx_route_gc.cli import cli
 from nsx_route_gc.models import plan_sha256
 from nsx_route_gc.reports.render import to_markdown, to_terminal
+from nsx_route_gc.reports.saved_plan import DELETED_BY_THIS_TOOL, restore_sha256
 from nsx_route_gc.runs import frame as app
 from nsx_route_gc.runs.apply import run_apply
 
@@ -34,6 +35,7 @@ MARKER = re.compile(r"^<!-- output: ([\w-]+) -->\n(`{3,})\w*\n(.*?)^\2$", re.M |
 HOST = "nsx.example.com"
 WHEN = "2026-11-26T01:50:11Z"
 CREATED = "2026-11-23T01:50:11Z"
+CREATED_MS = 1795398611000  # CREATED, in NSX epoch milliseconds
 SCAN_DIR = "CHG-1234/scan"
 APPLY_DIR = "CHG-1234/apply"
 
@@ -49,6 +51,17 @@ def pinned(report: dict[str, Any], run_id: str) -> dict[str, Any]:
             cluster["nsx_host"] = HOST
     for row in report["routes"]:
         row["create_time"] = CREATED
+        body = row.get("nsx_object")
+        if isinstance(body, dict):  # the simulator stamps each route with the test's clock
+            body.update(_create_time=CREATED_MS, _last_modified_time=CREATED_MS)
+    applied = report.get("apply")
+    if isinstance(applied, dict) and applied.get("restore_sha256"):
+        ours = [
+            (r["router_path"], r["id"], r["nsx_object"])
+            for r in report["routes"]
+            if str(r.get("note") or "").startswith(DELETED_BY_THIS_TOOL)
+        ]
+        applied["restore_sha256"] = restore_sha256(HOST, ours)
     deletions = [
         (r["router_path"], r["id"], r["revision"])
         for r in report["routes"]

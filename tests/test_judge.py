@@ -507,3 +507,28 @@ def test_narrow_judges_the_limits_again_on_what_is_kept() -> None:
     strict = narrow(plan, lambda v: v.cluster == "cl1", Policy(max_delete_percent=30))
     assert {v.action for v in strict.verdicts} == {Action.HELD}
     assert strict.limit_holds[0][1].startswith("max-delete-percent: 2 of 5 managed routes")
+
+
+def test_a_route_whose_path_is_not_under_its_router_is_flagged_never_deleted() -> None:
+    # Listed on T1, its own path (or parent_path) names a Tier-0: an orphan by every other
+    # rule, it is foreign, flagged for a human, and never deleted.
+    r = route("0c1b2a3d-0000-4000-8000-0000000000aa", "172.16.137.0/24")
+    claims_t0 = Route(
+        router_path=r.router_path,
+        id=r.id,
+        path=f"/infra/tier-0s/t0/static-routes/{r.id}",
+        network=r.network,
+        next_hops=r.next_hops,
+        tags=r.tags,
+        create_time_ms=r.create_time_ms,
+        revision=r.revision,
+        protection=r.protection,
+    )
+    plan = judge([RouterListing(T1, (claims_t0,))], [retired()], Policy(), NOW)
+    (v,) = plan.verdicts
+    assert v.verdict is Verdict.FOREIGN
+    assert v.flag == "path-not-under-router"
+    assert v.action is Action.NONE
+    assert plan.deletions == ()
+    control = judge([RouterListing(T1, (r,))], [retired()], Policy(), NOW)
+    assert [v.verdict for v in control.verdicts] == [Verdict.ORPHANED]

@@ -18,7 +18,7 @@ DOMAIN = {"models", "judge", "placement", "ports"}
 # What the domain may lean on: our error types, the collector pause, and the validated settings
 # that a port takes as arguments.
 DOMAIN_MAY_USE = DOMAIN | {"errors", "heap", "config"}
-CROSS_CUTTING = {"config", "tkg", "errors", "logs", "metrics", "progress", "heap"}
+CROSS_CUTTING = {"config", "tkg", "errors", "logs", "metrics", "progress", "heap", "untrusted"}
 ADAPTERS = {"nsx", "clusters", "reports"}
 CLI = {"cli", "__main__"}
 

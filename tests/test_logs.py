@@ -3,11 +3,16 @@ secrets scrubbed everywhere."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
+import os
+import time
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import structlog
@@ -125,3 +130,57 @@ def test_json_keeps_the_deleted_routes_whole_object() -> None:
         "route.deleted", router="/infra/tier-1s/a", route=BODY["id"], nsx_object=BODY
     )
     assert json.loads(stream.getvalue())["nsx_object"] == BODY
+
+
+# --- issue 13: every encoded form of a secret ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda s: s, id="plain"),
+        pytest.param(urllib.parse.quote_plus, id="form-encoded"),
+        pytest.param(lambda s: urllib.parse.quote(s, safe=""), id="url-encoded"),
+        pytest.param(lambda s: urllib.parse.urlencode({"j_password": s}), id="login-body"),
+        pytest.param(lambda s: json.dumps({"password": s}), id="json-escaped"),
+        pytest.param(lambda s: base64.b64encode(s.encode()).decode(), id="base64"),
+        pytest.param(
+            lambda s: base64.b64encode(b"xy" + s.encode() + b"z").decode(), id="inside-base64"
+        ),
+        pytest.param(
+            lambda s: "Basic " + base64.b64encode(f"admin:{s}".encode()).decode(), id="basic"
+        ),
+    ],
+)
+@pytest.mark.parametrize("padding", [0, 10_000], ids=["line", "report-piece"])
+def test_every_encoded_form_of_a_secret_is_scrubbed(encode: Any, padding: int) -> None:
+    secret = 'Can@ry P+w"ord/1 \\ x'
+    logs.register_secret(secret, username="admin")
+    text = "x" * padding + f"manager echoed: {encode(secret)} (end)"
+    scrubbed = logs.scrub(text)
+    assert "***" in scrubbed
+    for form in (secret, urllib.parse.quote_plus(secret), json.dumps(secret)[1:-1]):
+        assert form not in scrubbed
+    assert base64.b64encode(secret.encode()).decode()[:12] not in scrubbed
+    assert scrubbed.endswith(" (end)")
+
+
+def test_a_secret_with_a_trailing_newline_is_scrubbed_stripped_too() -> None:
+    logs.register_secret("T0ken-with-newline\n")
+    assert logs.scrub("Authorization: Bearer T0ken-with-newline") == "Authorization: Bearer ***"
+
+
+def test_a_report_with_the_keys_of_hundreds_of_clusters_is_scrubbed_in_one_pass() -> None:
+    keys = [base64.b64encode(os.urandom(1200)).decode() for _ in range(300)]
+    for key in keys:
+        logs.register_secret(key)
+    row = '{"id": "a57a555e-e4eb-49ad-af74-e11a7d7a8ad8_172.16.138.0_24", "tags": []},\n'
+    text = row * 40_000 + f"error: {keys[7]} and {keys[299]}" + row * 40_000
+    started = time.monotonic()
+    scrubbed = logs.scrub(text)
+    elapsed = time.monotonic() - started
+    assert keys[7] not in scrubbed
+    assert keys[299] not in scrubbed
+    assert scrubbed.count("***") >= 2
+    assert len(scrubbed) < len(text)
+    assert elapsed < 5  # a search per form took about a minute for such a report

@@ -610,3 +610,20 @@ def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
     path = write(tmp_path, "big.yaml", "# " + "x" * MAX_FILE_BYTES + "\n")
     with pytest.raises(ConfigError, match=r"big\.yaml: TKG configuration is larger than"):
         read_tkg_config(path)
+
+
+def test_a_key_given_twice_is_refused_naming_the_key_not_a_value(tmp_path: Path) -> None:
+    # A second CLUSTER_CIDR (or NSXT_PASSWORD) would silently win: refused, and the message
+    # names the key, never the password beside it.
+    text = SEED_CL1 + f"NSXT_PASSWORD: {CANARY}\n"
+    path = write(tmp_path, "cl1.yaml", text)
+    with pytest.raises(ConfigError, match=r"not valid YAML \(line \d+\): found duplicate key") as e:
+        read_tkg_config(path)
+    assert "'NSXT_PASSWORD'" in str(e.value)
+    assert CANARY not in str(e.value)
+
+
+def test_an_alias_in_a_tkg_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "cl1.yaml", "A: &x [1, 2]\nB: *x\n")
+    with pytest.raises(ConfigError, match="aliases are refused"):
+        read_tkg_config(path)

@@ -82,6 +82,16 @@ TkgOption = Annotated[
         show_default=False,
     ),
 ]
+PlanShaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--plan-sha256",
+        metavar="HEX",
+        help="The SHA-256 the change ticket approved: refuse the file (exit 2) unless its "
+        "digest (plan_sha256 of a scan report, restore_sha256 of an apply report) is this.",
+        show_default=False,
+    ),
+]
 ReportDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -115,16 +125,6 @@ ForceOption = Annotated[
     typer.Option(
         "--force",
         help="Write into a --report-dir that holds the report of an earlier run (replacing it).",
-    ),
-]
-PlanShaOption = Annotated[
-    str | None,
-    typer.Option(
-        "--plan-sha256",
-        metavar="HEX",
-        help="The plan's SHA-256 the change approved: refuse the plan (exit 2) unless its "
-        "plan_sha256 is this.",
-        show_default=False,
     ),
 ]
 
@@ -229,7 +229,8 @@ def _guard(body: Callable[[ExitStack], int], target: Target | None = None) -> No
 
 def _print_outcome(outcome: app.Outcome) -> None:
     if outcome.report is not None:
-        typer.echo(to_terminal(outcome.report, [str(p) for p in outcome.paths]), nl=False)
+        terminal = to_terminal(outcome.report, [str(p) for p in outcome.paths])
+        typer.echo(logs.scrub(terminal), nl=False)
     if outcome.error:
         typer.echo(f"nsx-route-gc: error: {logs.scrub(outcome.error)}", err=True)
 
@@ -540,6 +541,7 @@ def restore_command(
     ] = None,
     report_dir: ReportDirOption = None,
     yes: YesOption = False,
+    plan_sha256: PlanShaOption = None,
     tkg_config: TkgOption = None,
     keep_runs: KeepRunsOption = None,
     compress: GzipOption = False,
@@ -565,6 +567,7 @@ def restore_command(
             from_log=from_log is not None,
             confirm=confirm,
             route_ids=route or (),
+            plan_sha256=plan_sha256,
             report_dir=target.dir,
             compress=compress,
         )

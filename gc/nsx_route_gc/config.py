@@ -5,6 +5,7 @@ Every problem becomes a ConfigError whose one line names the key and what is wro
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -16,7 +17,15 @@ from typing import Any
 import yaml
 
 from nsx_route_gc.errors import ConfigError
-from nsx_route_gc.models import Policy, parse_network
+from nsx_route_gc.logs import register_secret
+from nsx_route_gc.models import Policy, parse_network, tier1_router
+from nsx_route_gc.untrusted import (
+    CONFIG_MAX_BYTES,
+    CREDENTIAL_MAX_BYTES,
+    UntrustedInput,
+    load_yaml,
+    read_text_bounded,
+)
 
 
 class Secret:
@@ -81,6 +90,11 @@ class ClusterConfig:
     kubeconfig: Path | None  # None: in-cluster service account
     context: str | None = None
     pod_cidrs: tuple[str, ...] = ()
+    # A kubeconfig read from a Cluster API Secret, not given by the operator: it may carry
+    # certificate, token and CA data only (no exec, auth-provider or file), over https
+    # unless allow_http.
+    from_secret: bool = False
+    allow_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,8 @@ class ClusterApiConfig:
     kubeconfig: Path | None  # None: in-cluster
     context: str | None = None
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    # Workload kubeconfigs from Secrets with a server: http:// (no TLS) are refused unless set.
+    allow_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,15 +166,23 @@ def load_config(
     retired clusters of those names.
     """
     try:
-        text = path.expanduser().read_text(encoding="utf-8")
+        text = read_text_bounded(path.expanduser(), CONFIG_MAX_BYTES)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from exc
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from None
+    except UntrustedInput as exc:
+        raise ConfigError(f"{path}: configuration {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        # Strict: a key given twice (a second policy: block) or an alias is an error, never a
+        # silent replacement of what the operator reviewed.
+        data = load_yaml(text)
+    except UntrustedInput as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{at}") from exc
+        problem = getattr(exc, "problem", None)
+        why = f": {problem}" if isinstance(problem, str) and problem else ""
+        raise ConfigError(f"{path}: not valid YAML{at}{why}") from None
     if data is None:
         data = {}
     return build_config(
@@ -294,23 +318,41 @@ def vmc_auth_url(value: str) -> str:
     return f"https://{host}/{path}"
 
 
+# Longer than any grace period or plan age means anything; also far inside what a timedelta
+# holds, so no duration overflows.
+MAX_DURATION = timedelta(days=3650)
+
+
 def parse_duration(value: object) -> timedelta:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str):
+    """A duration of 0 to 10 years: seconds as a number, or a number with s, m, h or d.
+    ValueError for anything else: negative, infinite, NaN, too long, or not a duration."""
+    seconds: float | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Compared as an int: float() of a 400-digit int would overflow.
+        seconds = float(value) if abs(value) <= 10**15 else math.inf if value > 0 else -math.inf
+    elif isinstance(value, float):
+        seconds = value
+    elif isinstance(value, str):
         text = value.strip().lower()
-        if text and text[-1] in _DURATION_UNITS and _is_number(text[:-1]):
-            return timedelta(seconds=float(text[:-1]) * _DURATION_UNITS[text[-1]])
-        if _is_number(text):
-            return timedelta(seconds=float(text))
-    raise ValueError("expected a duration such as 90s, 30m, 1h or 2d")
+        unit = 1
+        if text and text[-1] in _DURATION_UNITS:
+            text, unit = text[:-1], _DURATION_UNITS[text[-1]]
+        number = _number(text)
+        seconds = None if number is None else number * unit
+    if seconds is None or math.isnan(seconds):
+        raise ValueError("expected a duration such as 90s, 30m, 1h or 2d")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError("longer than 3650d")
+    return timedelta(seconds=seconds)
 
 
-def _is_number(text: str) -> bool:
+def _number(text: str) -> float | None:
     try:
-        return float(text) >= 0
-    except ValueError:
-        return False
+        return float(text)
+    except (ValueError, OverflowError):
+        return None
 
 
 class _Reader:
@@ -488,8 +530,12 @@ class _Reader:
             raise self.fail("nsx.ca_file", f"{ca_file} does not exist")
         routers = self.strings(data.get("routers"), "nsx.routers")
         for i, router in enumerate(routers):
-            if not router.startswith("/") or "/tier-1s/" not in router:
-                raise self.fail(f"nsx.routers[{i}]", f"{router!r} is not a Tier-1 policy path")
+            if not tier1_router(router.rstrip("/")):
+                raise self.fail(
+                    f"nsx.routers[{i}]",
+                    f"{router!r} is not a Tier-1 policy path (/infra/tier-1s/<id> or "
+                    "/orgs/default/projects/<project>/infra/tier-1s/<id>)",
+                )
         return NsxSettings(
             base_url=base_url,
             username=username,
@@ -510,14 +556,19 @@ class _Reader:
 
     def _vmc_token(self, data: dict[str, Any], environ: Mapping[str, str]) -> Secret | None:
         if environ.get("NSXT_VMC_ACCESS_TOKEN", "").strip():
+            register_secret(environ["NSXT_VMC_ACCESS_TOKEN"])
             return Secret(environ["NSXT_VMC_ACCESS_TOKEN"].strip())
         if data.get("vmc_access_token_file") is None:
             return None
         file = self.path(data["vmc_access_token_file"], "nsx.vmc_access_token_file")
         try:
-            text = file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise self.fail("nsx.vmc_access_token_file", f"cannot read {file}") from exc
+            raw = read_text_bounded(file, CREDENTIAL_MAX_BYTES)
+        except OSError:
+            raise self.fail("nsx.vmc_access_token_file", f"cannot read {file}") from None
+        except UntrustedInput as exc:
+            raise self.fail("nsx.vmc_access_token_file", f"{file}: {exc}") from None
+        text = raw.strip()
+        register_secret(raw)  # stripped too: register_secret adds the stripped form
         if not text:
             raise self.fail("nsx.vmc_access_token_file", f"{file} is empty")
         return Secret(text)
@@ -541,19 +592,28 @@ class _Reader:
 
     def _password(self, data: dict[str, Any], environ: Mapping[str, str]) -> Secret | None:
         if environ.get("NSXT_PASSWORD"):
+            register_secret(environ["NSXT_PASSWORD"])
             return Secret(environ["NSXT_PASSWORD"])
         if data.get("password_file") is not None:
             file = self.path(data["password_file"], "nsx.password_file")
             try:
-                text = file.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise self.fail("nsx.password_file", f"cannot read {file}") from exc
+                raw = read_text_bounded(file, CREDENTIAL_MAX_BYTES)
+            except OSError:
+                raise self.fail("nsx.password_file", f"cannot read {file}") from None
+            except UntrustedInput as exc:
+                raise self.fail("nsx.password_file", f"{file}: {exc}") from None
+            # The newline an editor or `echo` leaves is not part of the password; both forms
+            # are scrubbed, in case the raw one is ever quoted.
+            text = raw.rstrip()
+            register_secret(raw)
+            register_secret(text)
             if not text:
                 raise self.fail("nsx.password_file", f"{file} is empty")
             return Secret(text)
         if data.get("password") is not None:
             if not isinstance(data["password"], str) or not data["password"]:
                 raise self.fail("nsx.password", "expected a non-empty string")
+            register_secret(data["password"])
             self.warnings.append(
                 "nsx.password is written in the configuration file; "
                 "prefer nsx.password_file or NSXT_PASSWORD"
@@ -594,12 +654,13 @@ class _Reader:
 
     def cluster_api(self, value: object) -> ClusterApiConfig:
         data = self.mapping(value, "cluster_api")
-        self.only(data, "cluster_api", {"kubeconfig", "context", "namespaces"})
+        self.only(data, "cluster_api", {"kubeconfig", "context", "namespaces", "allow_http"})
         raw = self.string(data.get("kubeconfig", "in-cluster"), "cluster_api.kubeconfig")
         return ClusterApiConfig(
             kubeconfig=None if raw == "in-cluster" else self.path(raw, "cluster_api.kubeconfig"),
             context=self.optional_string(data.get("context"), "cluster_api.context"),
             namespaces=self.strings(data.get("namespaces"), "cluster_api.namespaces"),
+            allow_http=self.boolean(data.get("allow_http", False), "cluster_api.allow_http"),
         )
 
     def state(self, value: object) -> StateConfig:

@@ -19,6 +19,7 @@ from nsx_route_gc.models import (
     DEFAULT_CCM_CLUSTER_NAME,
     LIMIT_HOLDS,
     NODE_TAG_SCOPE,
+    STATIC_ROUTES,
     Action,
     ClusterInventory,
     ClusterStatus,
@@ -35,6 +36,7 @@ from nsx_route_gc.models import (
 
 FLAG_TAG_WITHOUT_ID = "managed-tag-without-ccm-id"
 FLAG_BAD_NETWORK = "invalid-network"
+FLAG_PATH_ELSEWHERE = "path-not-under-router"
 SEVERITY_HIGH = "high"
 
 
@@ -198,6 +200,15 @@ def _judge(
 
 
 def _judge_route(route: Route, index: _Index, policy: Policy) -> RouteVerdict:
+    if route.path != route.router_path + STATIC_ROUTES + route.id:
+        # Listed on one router, claiming to live somewhere else (a Tier-0, another Tier-1):
+        # not ours to touch, whatever its tags say, and worth a human's look.
+        return RouteVerdict(
+            route,
+            Verdict.FOREIGN,
+            f"path-elsewhere: listed on {route.router_path}, NSX gives its path as {route.path}",
+            flag=FLAG_PATH_ELSEWHERE,
+        )
     network = _net(route.network)
     cluster_tags = _tag_values(route, CLUSTER_TAG_SCOPE)
     parsed = parse_managed_id(route.id)

@@ -7,14 +7,18 @@ libraries' alike: a defence in depth behind never logging them in the first plac
 
 from __future__ import annotations
 
+import base64
 import contextvars
+import json
 import logging
 import sys
 import threading
 from collections.abc import Callable, MutableMapping
 from typing import Any, ParamSpec, TextIO, TypeVar
+from urllib.parse import quote, quote_plus
 
 import structlog
+from ahocorasick_rs import AhoCorasick, MatchKind
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,18 +28,118 @@ _secrets_lock = threading.Lock()
 REDACTED = "***"
 
 
-def register_secret(value: str | None) -> None:
-    """Scrub ``value`` from every log line from now on (short values would scrub too much)."""
-    if value and len(value) >= 4:
+_MIN_SECRET = 4  # shorter values (and their encodings) would scrub too much
+_MIN_BASE64_PART = 8
+
+
+def register_secret(value: str | None, *, username: str | None = None) -> None:
+    """Scrub ``value`` from every log line, report and message from now on, in every form it
+    may travel in: as is, URL-encoded (``%40``, and ``+`` for a space), JSON-escaped and
+    base64-encoded (alone, inside longer base64 text, and as HTTP Basic's ``username:value``).
+
+    The one place credentials are registered: the NSX password, kubeconfig tokens and client
+    keys, cloud API tokens. A value with surrounding whitespace (a file's trailing newline)
+    is registered stripped as well.
+    """
+    if not value:
+        return
+    forms = secret_forms(value)
+    if value.strip() != value:
+        forms |= secret_forms(value.strip())
+    if username is not None:
+        forms.add(base64.b64encode(f"{username}:{value}".encode()).decode())
+    forms = {f for f in forms if len(f) >= _MIN_SECRET}
+    if forms:
         with _secrets_lock:
-            _secrets.add(value)
+            _secrets.update(forms)
+
+
+def secret_forms(value: str) -> set[str]:
+    """``value`` and the encodings of it that requests, urllib and json produce."""
+    if len(value) < _MIN_SECRET:
+        return set()
+    forms = {
+        value,
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+        quote(value, safe="").lower(),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
+    data = value.encode()
+    forms.add(base64.b64encode(data).decode())
+    forms.add(base64.urlsafe_b64encode(data).decode())
+    # Inside longer base64 text the value starts at any of three alignments; the characters
+    # made of its bytes alone are the same whatever comes before and after.
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + data).decode()
+        start = (shift * 8 + 5) // 6
+        end = (shift + len(data)) * 8 // 6
+        part = encoded[start:end]
+        if len(part) >= _MIN_BASE64_PART:
+            forms.add(part)
+            forms.add(part.replace("+", "-").replace("/", "_"))
+    return forms
+
+
+# Longer texts (report pieces of about a megabyte) are searched for every form at once: one
+# pass whatever the number of forms, where a search per form would take a minute for a
+# report of 100,000 routes with the keys of hundreds of clusters registered.
+_LONG_TEXT = 4096
 
 
 def scrub(text: str) -> str:
-    for secret in _secrets:
+    """``text`` with every registered secret, in every registered form, replaced by ***."""
+    if not _secrets:
+        return text
+    if len(text) >= _LONG_TEXT:
+        return _scrub_long(text)
+    for secret in _ordered():
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def _scrub_long(text: str) -> str:
+    matches = _automaton().find_matches_as_indexes(text)
+    if not matches:
+        return text
+    parts: list[str] = []
+    last = 0
+    for _, start, end in matches:
+        parts.append(text[last:start])
+        parts.append(REDACTED)
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+_order_cache: tuple[int, list[str]] = (0, [])
+_automaton_cache: tuple[int, AhoCorasick | None] = (0, None)
+
+
+def _ordered() -> list[str]:
+    """Longest first: a form that contains another is replaced whole."""
+    global _order_cache  # noqa: PLW0603 - a cache of the registry, rebuilt when it grows
+    size, order = _order_cache
+    if size != len(_secrets):
+        with _secrets_lock:
+            order = sorted(_secrets, key=len, reverse=True)
+            _order_cache = (len(_secrets), order)
+    return order
+
+
+def _automaton() -> AhoCorasick:
+    """Every form, leftmost-longest: built when first needed after the registry grew (a
+    report is written after every credential of the run is registered)."""
+    global _automaton_cache  # noqa: PLW0603 - a cache of the registry, rebuilt when it grows
+    size, automaton = _automaton_cache
+    if automaton is None or size != len(_secrets):
+        forms = _ordered()
+        automaton = AhoCorasick(forms, matchkind=MatchKind.LeftmostLongest)
+        _automaton_cache = (len(forms), automaton)
+    return automaton
 
 
 def _scrub_value(value: Any) -> Any:

@@ -340,3 +340,43 @@ def plan_sha256(nsx_host: str, deletions: Iterable[tuple[str, str, int | None]])
         "deletions": sorted([router, rid, rev] for router, rid, rev in deletions),
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+# The ids the tool writes to: what the CCM writes (a UUID, "_", an address, "_", a length)
+# and nothing that changes what a URL names ("/", "..", "?", "#", "%", spaces). Route ids
+# and the ids in a Tier-1's path alike.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
+_ID = r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}"
+# A Tier-1 in the default space or in a project of the default org: the only routers whose
+# static routes the tool deletes or restores.
+_TIER1_ROUTER = re.compile(rf"^(?:/orgs/default/projects/{_ID})?/infra/tier-1s/{_ID}$")
+STATIC_ROUTES = "/static-routes/"
+
+
+def safe_id(text: str) -> bool:
+    """Whether ``text`` may stand as one segment of a policy path the tool writes to."""
+    return bool(_SAFE_ID.match(text)) and ".." not in text
+
+
+def tier1_router(path: str) -> bool:
+    """Whether ``path`` is a Tier-1 policy path the tool may write below (no "..")."""
+    return bool(_TIER1_ROUTER.match(path)) and ".." not in path
+
+
+def static_route_path(router_path: str, route_id: str) -> str:
+    """The policy path of a route, made from its Tier-1 and its id: the only way a path the
+    tool writes to is made. ValueError naming the part that is refused."""
+    if not tier1_router(router_path):
+        raise ValueError(f"{router_path!r} is not a Tier-1 policy path")
+    if not safe_id(route_id):
+        raise ValueError(f"route id {route_id!r} is not a plain static route id")
+    return f"{router_path}{STATIC_ROUTES}{route_id}"
+
+
+def split_static_route_path(path: str) -> tuple[str, str]:
+    """(router path, route id) of a static route's policy path; ValueError unless the path is
+    exactly what ``static_route_path`` makes."""
+    router, sep, route_id = path.rpartition(STATIC_ROUTES)
+    if not sep or static_route_path(router, route_id) != path:
+        raise ValueError(f"{path!r} is not a Tier-1 static route path")
+    return router, route_id

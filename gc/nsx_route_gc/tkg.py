@@ -33,6 +33,7 @@ from nsx_route_gc.config import Secret, normalise_host
 from nsx_route_gc.errors import ConfigError
 from nsx_route_gc.logs import register_secret
 from nsx_route_gc.models import parse_network
+from nsx_route_gc.untrusted import STRICT_PROBLEMS, UntrustedInput, load_yaml
 
 # A TKG cluster configuration file is a few kilobytes, certificates included.
 MAX_FILE_BYTES = 1 << 20
@@ -362,12 +363,18 @@ def _load(path: Path) -> dict[str, object]:
     try:
         # BaseLoader keeps every scalar a string as written: a password such as 0123 or a host
         # such as 10.40 must not turn into a number, and booleans are parsed below per key.
-        data = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506  # BaseLoader builds no objects
+        # Strict too: a key given twice (a second CLUSTER_CIDR) is an error, not the last wins.
+        data = load_yaml(text, strings=True)
+    except UntrustedInput as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         # Only the line: the problem text may quote the file, and the file holds a password.
+        # A duplicate key or an alias is named by the key, never by a value.
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{at}") from exc
+        problem = getattr(exc, "problem", None) or ""
+        why = f": {problem}" if problem.startswith(STRICT_PROBLEMS) else ""
+        raise ConfigError(f"{path}: not valid YAML{at}{why}") from exc
     if not isinstance(data, dict):
         kind = "empty" if data in (None, "") else f"a {type(data).__name__}"
         raise ConfigError(f"{path}: expected a TKG configuration mapping of KEY: value, got {kind}")

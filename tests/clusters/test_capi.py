@@ -31,6 +31,7 @@ from nsx_route_gc.clusters.memory_store import ConfigMapStore, FileStore
 from nsx_route_gc.config import ClusterApiConfig, Config, NsxSettings, StateConfig, load_config
 from nsx_route_gc.judge import judge
 from nsx_route_gc.models import (
+    Action,
     ClusterInventory,
     ClusterStatus,
     Policy,
@@ -192,7 +193,7 @@ def api(httpserver: HTTPServer) -> FakeApi:
 def mgmt_config(api: FakeApi, tmp_path: Path) -> ClusterApiConfig:
     path = tmp_path / "mgmt.yaml"
     path.write_text(kubeconfig(f"{api.base}/mgmt", MGMT_TOKEN, "mgmt"))
-    return ClusterApiConfig(kubeconfig=path)
+    return ClusterApiConfig(kubeconfig=path, allow_http=True)
 
 
 def discovery(
@@ -334,7 +335,9 @@ def test_configured_namespaces_are_listed_one_by_one(
 ) -> None:
     api.add("cl2", "172.16.144.0/21")
     api.add("wl2", "172.16.184.0/21", namespace="tkg-prod")
-    config = ClusterApiConfig(kubeconfig=mgmt_config.kubeconfig, namespaces=("tkg-prod",))
+    config = ClusterApiConfig(
+        kubeconfig=mgmt_config.kubeconfig, namespaces=("tkg-prod",), allow_http=True
+    )
     found = discovery(config).discover([])
 
     assert [c.name for c in found] == ["wl2"]
@@ -357,12 +360,13 @@ def test_a_failed_cluster_list_is_one_failed_marker_and_retires_nobody(
     api: FakeApi, mgmt_config: ClusterApiConfig, tmp_path: Path
 ) -> None:
     api.add("cl1", "172.16.136.0/21")
+    api.add("mgmt", "100.96.0.0/11", namespace="tkg-system")
     state = tmp_path / "clusters.json"
     clock = [T0]
     memory = ClusterMemory(FileStore(state))
     capi = discovery(mgmt_config, memory, clock=lambda: clock[0])
     capi.discover([])
-    api.clusters.clear()
+    del api.clusters[("default", "cl1")]
     clock[0] = T0 + 2 * HOUR
     capi.discover([])  # cl1 noticed missing
     before = state.read_text()
@@ -381,7 +385,8 @@ def test_a_failed_cluster_list_is_one_failed_marker_and_retires_nobody(
     assert state.read_text() == before  # absence from a failed list proves nothing
     # And with the list back, cl1 is retired: the memory was kept, not lost.
     api.fail_list = None
-    assert [c.status for c in capi.discover([])] == [ClusterStatus.RETIRED]
+    statuses = {c.name: c.status for c in capi.discover([])}
+    assert statuses == {"mgmt": ClusterStatus.OK, "cl1": ClusterStatus.RETIRED}
 
 
 def test_an_unreachable_management_cluster_is_a_failed_marker(tmp_path: Path) -> None:
@@ -390,7 +395,7 @@ def test_an_unreachable_management_cluster_is_a_failed_marker(tmp_path: Path) ->
         port = sock.getsockname()[1]
     path = tmp_path / "mgmt.yaml"
     path.write_text(kubeconfig(f"http://127.0.0.1:{port}", MGMT_TOKEN, "mgmt"))
-    config = ClusterApiConfig(kubeconfig=path, context="mgmt-admin@mgmt")
+    config = ClusterApiConfig(kubeconfig=path, context="mgmt-admin@mgmt", allow_http=True)
     (marker,) = discovery(config).discover([])
     assert marker.name == "cluster-api:mgmt-admin@mgmt"
     assert marker.status is ClusterStatus.FAILED
@@ -532,3 +537,67 @@ def test_end_to_end_on_the_simulated_management_cluster(tmp_path: Path, store: s
         assert "remembered by" in gone[0]
         if store == "configmap":
             assert ("nsx-route-gc", "state") in sim.kube["mgmt"].configmaps
+
+
+# --------------------------------------------------------------------------- issue 13
+
+
+def test_zero_discovered_clusters_is_no_evidence(
+    api: FakeApi, mgmt_config: ClusterApiConfig, tmp_path: Path
+) -> None:
+    # A namespace typo finds nothing: with unattributed: delete, that must not make every
+    # live route of a healthy cluster "no-owner", nor retire the remembered clusters.
+    api.add("cl2", "172.16.144.0/21", namespace="tkg-prod")
+    state = tmp_path / "clusters.json"
+    clock = [T0]
+    typo = replace(mgmt_config, namespaces=("tkg-prdo",))
+    capi = discovery(typo, ClusterMemory(FileStore(state)), clock=lambda: clock[0])
+    (marker,) = capi.discover([])
+    assert marker.status is ClusterStatus.FAILED
+    assert marker.error is not None
+    assert "no Cluster found" in marker.error
+    assert "tkg-prdo" in marker.error
+    assert not state.exists() or "cl2" not in state.read_text()
+    route = ccm_route("5c2a4b38-2f56-4a8e-9c0b-6a1d2e3f4a5b", "172.16.144.0/24", "10.0.9.9")
+    plan = judge(
+        [RouterListing(route.router_path, (route,))],
+        [marker],
+        Policy(unattributed="delete"),
+        clock[0],
+    )
+    (verdict,) = plan.verdicts
+    assert verdict.verdict is not Verdict.ORPHANED
+    assert verdict.action is not Action.DELETE
+
+
+def test_an_exec_kubeconfig_in_a_secret_fails_that_cluster_and_never_runs(
+    api: FakeApi, mgmt_config: ClusterApiConfig, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    api.add("cl2", "172.16.144.0/21")
+    api.add("evil", "172.16.184.0/21")
+    doc = yaml.safe_load(kubeconfig(f"{api.base}/wl/evil", CANARY, "evil"))
+    doc["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": "/bin/sh",
+            "args": ["-c", f"touch {marker}; echo '{{}}'"],
+        }
+    }
+    api.set_secret("default", "evil", base64.b64encode(yaml.safe_dump(doc).encode()).decode())
+    found = by_name(discovery(mgmt_config).discover([]))
+    assert found["cl2"].status is ClusterStatus.OK
+    assert found["evil"].status is ClusterStatus.FAILED
+    assert found["evil"].error is not None
+    assert "secret default/evil-kubeconfig: user field 'exec' refused" in found["evil"].error
+    assert not marker.exists()
+
+
+def test_an_http_server_in_a_secret_is_refused_unless_allowed(
+    api: FakeApi, mgmt_config: ClusterApiConfig
+) -> None:
+    api.add("cl2", "172.16.144.0/21")
+    refused = by_name(discovery(replace(mgmt_config, allow_http=False)).discover([]))
+    assert refused["cl2"].status is ClusterStatus.FAILED
+    assert refused["cl2"].error is not None
+    assert "is not https" in refused["cl2"].error

@@ -58,6 +58,10 @@ def container() -> dict[str, Any]:
     return result
 
 
+SECRETS_ROLE = "nsx-route-gc-kubeconfig-secrets"
+WORKLOAD_NAMESPACE = "default"
+
+
 def rbac_rules() -> list[tuple[str, dict[str, Any]]]:
     return [
         (d["kind"], rule)
@@ -86,10 +90,10 @@ def test_manifest_has_every_document() -> None:
             "Namespace",
             "ServiceAccount",
             "ClusterRole",
-            "ClusterRole",
-            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "ConfigMap",
             "PersistentVolumeClaim",
@@ -97,7 +101,12 @@ def test_manifest_has_every_document() -> None:
         ]
     )
     for doc in documents():
-        if doc["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
+        if doc["kind"] in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
+            continue
+        if doc["metadata"]["name"] == SECRETS_ROLE:
+            # Where the workload clusters' Secrets are, not ours.
+            assert doc["metadata"]["namespace"] == WORKLOAD_NAMESPACE, doc["kind"]
+        else:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
 
 
@@ -386,8 +395,22 @@ def test_secrets_are_get_only() -> None:
         assert rule["resources"] == ["secrets"], rule
 
 
+def test_secrets_are_only_the_named_kubeconfigs_in_the_clusters_namespaces() -> None:
+    # Never every Secret: Cluster API's -ca, -etcd and -sa signing keys sit beside them.
+    for kind, rule in rbac_rules():
+        if "secrets" in rule["resources"]:
+            assert kind == "Role", rule
+            assert rule["resourceNames"], rule
+            assert all(n.endswith("-kubeconfig") for n in rule["resourceNames"]), rule
+    role = only("Role", SECRETS_ROLE)
+    data = yaml.safe_load(shipped_config_text())
+    assert data["cluster_api"]["namespaces"] == [role["metadata"]["namespace"]]
+    binding = only("RoleBinding", SECRETS_ROLE)
+    assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
+
+
 def test_state_configmap_role_is_limited_by_name() -> None:
-    role = only("Role")
+    role = only("Role", "nsx-route-gc-state")
     assert role["metadata"]["namespace"] == NAMESPACE
     for rule in role["rules"]:
         assert rule["resources"] == ["configmaps"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import random
 import socket
@@ -986,3 +987,77 @@ def test_repeated_tag_pairs_are_shared_and_the_table_is_bounded(
     for i in range(10):
         assert nsx_module._shared_pair("odd", f"value-{i}") == ("odd", f"value-{i}")
     assert len(nsx_module._SHARED_PAIRS) == 2
+
+
+# --- issue 13: answers and files do not steer writes ---------------------------------------
+
+T0_ROUTE = "/infra/tier-0s/t0/static-routes/x1"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        T0_ROUTE,
+        "/infra/static-routes/x2",
+        f"{T1}/static-routes/../../../tier-0s/t0",
+        f"{T1}/static-routes/..",
+        f"{T1}/static-routes/a?x=1",
+        f"{T1}/static-routes/a%2F..",
+        f"/orgs/other/projects/p/infra/tier-1s/t1/static-routes/{UID}_10.0.0.0_24",
+    ],
+)
+def test_writes_and_reads_outside_a_tier1_static_route_are_refused_unsent(
+    env: Env, path: str
+) -> None:
+    client = env.client()
+    with pytest.raises(NsxError, match="refused to delete"):
+        client.delete_route(path)
+    with pytest.raises(NsxError, match="refused to restore"):
+        client.patch_route(path, {"id": "x"})
+    with pytest.raises(NsxError, match="refused to read"):
+        client.get_route(path)
+    assert env.server.log == []
+
+
+@pytest.mark.parametrize("route_id", ["..", "a/b", "../../tier-0s/t0", "x?y", "x#y", "a b", ""])
+def test_hierarchical_delete_refuses_ids_that_are_not_plain(env: Env, route_id: str) -> None:
+    good = route_from_nsx(nsx_route(0), T1)
+    bad = dataclasses.replace(good, id=route_id)
+    with pytest.raises(NsxError, match="not a plain static route id"):
+        env.client().hierarchical_delete(T1, [good, bad])
+    assert env.server.log == []
+
+
+def test_a_listed_route_claiming_another_home_keeps_its_claim_in_path() -> None:
+    # Listed on T1, its path and parent_path say Tier-0: judgement sees the mismatch.
+    claimed = nsx_route(0, path=T0_ROUTE)
+    assert route_from_nsx(claimed, T1).path == T0_ROUTE
+    parent_only = nsx_route(0, parent_path="/infra/tier-0s/t0")
+    rid = parent_only["id"]
+    assert route_from_nsx(parent_only, T1).path == f"/infra/tier-0s/t0/static-routes/{rid}"
+    assert route_from_nsx(parent_only, T1).router_path == T1
+
+
+def test_get_route_keeps_the_router_asked_not_the_answers_parent(env: Env) -> None:
+    obj = nsx_route(0, parent_path="/infra/tier-0s/t0", path=T0_ROUTE)
+    env.server.expect_request(f"/policy/api/v1{ROUTE_PATH}", method="GET").respond_with_json(obj)
+    route = env.client().get_route(ROUTE_PATH)
+    assert route is not None
+    assert route.router_path == T1
+    assert route.path == T0_ROUTE  # the claim, which the deleter then refuses to act on
+
+
+@pytest.mark.parametrize("value", [1e308, -1e18, -1, 10**30])
+def test_a_create_time_no_clock_can_hold_is_malformed(value: float) -> None:
+    obj = nsx_route(0, _create_time=value)
+    with pytest.raises(NsxError, match="bad _create_time"):
+        route_from_nsx(obj, T1)
+
+
+def test_a_listing_nested_100k_deep_fails_the_router_in_one_line(env: Env) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    env.server.expect_request(ROUTES).respond_with_data(
+        '{"results": [], "x": ' + deep + "}", content_type="application/json"
+    )
+    with pytest.raises(NsxError, match="nested too deeply"):
+        env.client().list_routes(T1)

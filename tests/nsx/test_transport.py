@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, quote_plus
 
 import pytest
 import trustme
@@ -435,3 +435,20 @@ def test_a_malformed_token_answer_is_refused(vmc: Env, tls: Tls) -> None:
 
     with pytest.raises(NsxAccessError, match="no access_token or expires_in"):
         vmc.client(**vmc_settings(vmc, tls)).list_routes(T1)
+
+
+def test_a_login_body_echoed_url_encoded_never_reaches_the_error(env: Env) -> None:
+    # The trial: a manager that echoes the login form put Can%40ry+P%2Bw... in the message.
+    password = "Can@ry P+w/rd-echo"
+    echoed = f"j_username=admin&j_password={quote_plus(password)}"
+    env.server.expect_request("/api/session/create").respond_with_response(
+        nsx_error(403, 403, f"The credentials were incorrect: {echoed}")
+    )
+    client = env.client(auth="session", password=Secret(password))
+    with pytest.raises(NsxAccessError) as caught:
+        client.list_routes(T1)
+    client.close()
+    message = str(caught.value)
+    assert "403" in message
+    for form in (password, quote_plus(password), quote(password, safe="")):
+        assert form not in message

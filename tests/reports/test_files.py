@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any
 
 import pytest
 from reportkit import UID1, seed_plan
+from reportkit import report as seed_report
 
 from factories import NOW, T1, ccm_route, foreign_route
+from nsx_route_gc import logs
 from nsx_route_gc.judge import judge
 from nsx_route_gc.models import Action, Plan, Policy, Route, RouterListing, RouteVerdict, Verdict
 from nsx_route_gc.reports import rows as report_module
@@ -244,3 +247,23 @@ def test_rows_written_in_batches_make_one_document(tmp_path: Path, count: int) -
     assert len(json.loads(text)["routes"]) == count
     csv_text = (tmp_path / "report.csv").read_bytes().decode()
     assert csv_text == reference_csv(dict(doc, routes=list(doc["routes"])))
+
+
+def test_registered_secrets_never_reach_the_report_files(tmp_path: Path) -> None:
+    # A manager that echoes the login body, a token file's newline in a Bearer header: what
+    # reached report.json, .md and .csv in the trial, in its encoded forms.
+    password, token = "Rep0rt-C@n@ry pw", "rep0rt-t0ken-canary"
+    logs.register_secret(password, username="admin")
+    logs.register_secret(token + "\n")
+    doc: dict[str, Any] = dict(seed_report())
+    quoted = urllib.parse.quote_plus(password)
+    doc["errors"] = [f"login failed: j_password={quoted}", f"header 'Bearer {token}\\n'"]
+    rows = [dict(r) for r in doc["routes"]]
+    rows[0]["error"] = f"echo {password}"
+    doc["routes"] = rows
+    paths = write_reports(doc, tmp_path)
+    for path in paths:
+        text = path.read_text()
+        for form in (password, quoted, token):
+            assert form not in text, path.name
+        assert "***" in text, path.name

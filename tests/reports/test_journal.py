@@ -84,7 +84,7 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
         ('{"event": "send"}\n', "no start record"),
         ("[1]\n", "not a JSON object"),
         ("not json\n", "not valid JSON"),
-        ("[" * 100_000 + "\n", "line 1 is longer than|not valid JSON"),
+        ("[" * 100_000 + "\n", "line 1 is longer than|not valid JSON|nested deeper"),
     ],
 )
 def test_what_is_not_a_journal_is_refused_in_one_line(

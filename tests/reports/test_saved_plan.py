@@ -12,6 +12,7 @@ import pytest
 from factories import NOW, T1, ccm_route, foreign_route
 from nsx_route_gc.errors import PlanError
 from nsx_route_gc.models import Action, Plan, RouterListing, RouteVerdict, Verdict, plan_sha256
+from nsx_route_gc.reports import saved_plan
 from nsx_route_gc.reports.files import to_json
 from nsx_route_gc.reports.rows import RunInfo, build_report, deletion_key
 from nsx_route_gc.reports.saved_plan import host_key, load_plan
@@ -177,3 +178,73 @@ def test_missing_file_and_missing_finished_at(tmp_path: Path) -> None:
     del report["finished_at"]
     with pytest.raises(PlanError, match="finished_at missing"):
         load(save(tmp_path, report))
+
+
+# --- issue 13: a plan gets the checks restore gets ------------------------------------------
+
+
+def orphan_row(report: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = next(r for r in report["routes"] if r["action"] == "delete")
+    return row
+
+
+def test_a_duplicate_key_in_a_plan_is_refused(tmp_path: Path) -> None:
+    text = json.dumps(scan_report())
+    text = text.replace('"mode": "scan"', '"mode": "scan", "mode": "scan"', 1)
+    with pytest.raises(PlanError, match=r"report.json: duplicate key 'mode' in one object$"):
+        load(save(tmp_path, text))
+
+
+def test_a_plan_nested_100k_deep_is_one_line(tmp_path: Path) -> None:
+    text = json.dumps(scan_report())
+    deep = "[" * 100_000 + "]" * 100_000
+    text = text.replace('"mode": "scan"', f'"x": {deep}, "mode": "scan"', 1)
+    with pytest.raises(PlanError, match=r"report.json: JSON nested deeper than 64 levels$"):
+        load(save(tmp_path, text))
+
+
+def test_an_endless_plan_is_refused_after_a_bounded_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real limit is 1 GiB; a small one proves the read stops at it without reading one.
+    monkeypatch.setattr(saved_plan, "MAX_REPORT", 4096)
+    with pytest.raises(PlanError, match=r"^/dev/zero: larger than 4096 bytes"):
+        load_plan(Path("/dev/zero"), nsx_host=HOST, now=NOW, max_age=timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        ({"router_path": "/infra/tier-0s/t0"}, "is not a Tier-1 policy path"),
+        ({"router_path": "/infra"}, "is not a Tier-1 policy path"),
+        ({"router_path": "/infra/tier-1s/t1/../../tier-0s/t0"}, "is not a Tier-1 policy path"),
+        ({"id": "..", "path": None}, "not a plain static route id"),
+        ({"id": "a?b=c", "path": None}, "not a plain static route id"),
+        ({"network": "0.0.0.0/0"}, "nsx_object's network is not the row's 0.0.0.0/0"),
+        ({"next_hops": ["6.6.6.6"]}, "nsx_object's next hops are not the row's"),
+        ({"network": "not-a-cidr"}, "network missing or not a CIDR"),
+    ],
+)
+def test_a_planned_row_that_is_not_a_plain_tier1_route_is_refused(
+    tmp_path: Path, edit: dict[str, Any], why: str
+) -> None:
+    report = scan_report()
+    orphan_row(report).update(edit)
+    with pytest.raises(PlanError, match=why.replace("?", r"\?").replace(".", r"\.")):
+        load(save(tmp_path, redigest(report)))
+
+
+def test_a_body_of_another_route_is_refused(tmp_path: Path) -> None:
+    report = scan_report()
+    orphan_row(report)["nsx_object"]["id"] = LIVE.id
+    with pytest.raises(PlanError, match="nsx_object is not this route's body"):
+        load(save(tmp_path, redigest(report)))
+
+
+def test_the_approved_sha256_must_be_the_plans(tmp_path: Path) -> None:
+    report = scan_report()
+    path = save(tmp_path, report)
+    assert load(path, approved_sha256=report["plan_sha256"]).plan_sha256 == report["plan_sha256"]
+    assert load(path, approved_sha256=report["plan_sha256"].upper()).deletions
+    with pytest.raises(PlanError, match="is not the approved --plan-sha256"):
+        load(path, approved_sha256="0" * 64)
+    with pytest.raises(PlanError, match="is not a SHA-256"):
+        load(path, approved_sha256="abc")

@@ -18,6 +18,7 @@ from nsx_route_gc.config import Config, NsxSettings, load_config
 from nsx_route_gc.models import Policy
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.reports.files import to_json
+from nsx_route_gc.reports.saved_plan import DELETED_BY_THIS_TOOL, restore_sha256
 from nsx_route_gc.runs import frame as app
 from nsx_route_gc.runs.apply import Proposal, run_apply
 from nsx_route_gc.runs.restore import run_restore
@@ -126,6 +127,20 @@ def read(path: Path) -> dict[str, Any]:
 def write(path: Path, report: dict[str, Any]) -> Path:
     path.write_text(to_json(report))
     return path
+
+
+def resign(report: dict[str, Any]) -> dict[str, Any]:
+    """An apply report edited by hand, its restore_sha256 made to fit again (what someone
+    who edits a report can do: the digest is a check against mistakes, not a signature)."""
+    ours = [
+        r
+        for r in report["routes"]
+        if r["action"] == "deleted" and str(r.get("note") or "").startswith(DELETED_BY_THIS_TOOL)
+    ]
+    report["apply"]["restore_sha256"] = restore_sha256(
+        report["nsx"]["host"], ((r["router_path"], r["id"], r.get("nsx_object")) for r in ours)
+    )
+    return report
 
 
 HOUR = timedelta(hours=1)

@@ -639,3 +639,21 @@ def test_a_refused_login_ends_an_apply_of_a_plan_before_anything_is_sent(
     assert outcome.error is not None
     assert "check nsx.username (NSXT_USERNAME)" in outcome.error
     assert counters == {"nsx_session": 1, "nsx_login_failed": 1}
+
+
+def test_a_plan_that_is_not_the_approved_sha256_is_refused_before_any_call(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.reset_counters()
+        outcome = env.apply(plan, plan_sha256="0" * 64)
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert "is not the approved --plan-sha256" in outcome.error
+        assert sum(env.sim.nsx.counters.values()) == 0
+        assert env.route_ids() >= CL1_IDS
+        approved = read(plan)["plan_sha256"]
+        done = env.apply(plan, plan_sha256=approved, name="approved")
+        assert done.exit_code == 0
+        assert not env.route_ids() & CL1_IDS

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from applykit import CL1_IDS, T1, Env, read, rows, simulated, write
+import pytest
+from applykit import CL1_IDS, T1, Env, read, resign, rows, simulated, write
 from typer.testing import CliRunner
 
 from nsx_route_gc.cli import cli
 from nsx_route_gc.config import Secret
-from nsx_route_gc.models import Route
+from nsx_route_gc.models import Route, plan_sha256
+from nsx_route_gc.reports.rows import deletion_key
 from nsx_route_gc.runs.restore import ToRestore, _attempt, restorable_body
 from nsx_route_gc.simulator import SimRoute
 
@@ -124,7 +127,8 @@ def test_a_rejected_patch_is_reported_and_the_rest_restored(tmp_path: Path) -> N
         report = read(report_path)
         broken = next(r for r in report["routes"] if r["id"] == CL1_A)
         broken["nsx_object"]["next_hops"] = []  # NSX refuses a route without next hops
-        write(report_path, report)
+        broken["next_hops"] = []  # consistent with the body, and signed: only NSX refuses it
+        write(report_path, resign(report))
         outcome = env.restore(report_path)
         by_id = rows(outcome)
         assert by_id[CL1_A]["action"] == "held"
@@ -256,3 +260,148 @@ def test_a_refused_login_ends_the_restore_before_any_change(tmp_path: Path) -> N
     assert outcome.error is not None
     assert "refused the login" in outcome.error
     assert counters == {"nsx_session": 1, "nsx_login_failed": 1}
+
+
+# --- issue 13: a hand-edited report never steers a write -----------------------------------
+
+INJECTED = "injected-default-route"
+
+
+def edited_restore(env: Env, edit: Any, *, sign: bool = True, **kw: Any) -> Any:
+    """Restore from the apply report after ``edit(report)``; NSX must see no call at all."""
+    report_path = applied(env)
+    report = read(report_path)
+    edit(report)
+    write(report_path, resign(report) if sign else report)
+    env.sim.nsx.reset_counters()
+    outcome = env.restore(report_path, **kw)
+    assert sum(env.sim.nsx.counters.values()) == 0
+    assert not CL1_IDS & env.route_ids()
+    return outcome
+
+
+def deleted_row(report: dict[str, Any], rid: str = CL1_A) -> dict[str, Any]:
+    row: dict[str, Any] = next(r for r in report["routes"] if r["id"] == rid)
+    return row
+
+
+def _retarget(router: str, rid: str | None = None) -> Any:
+    def edit(report: dict[str, Any]) -> None:
+        row = deleted_row(report)
+        row["router_path"] = router
+        if rid is not None:
+            row["id"] = row["nsx_object"]["id"] = rid
+        row["path"] = None
+
+    return edit
+
+
+def _body(**changes: Any) -> Any:
+    def edit(report: dict[str, Any]) -> None:
+        deleted_row(report)["nsx_object"].update(changes)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (_retarget("/infra/tier-0s/t0"), "'/infra/tier-0s/t0' is not a Tier-1 policy path"),
+        (_retarget("/infra"), "'/infra' is not a Tier-1 policy path"),
+        (_retarget(T1, "../../../tier-0s/t0/static-routes/x"), "not a plain static route id"),
+        (_retarget(T1, ".."), "not a plain static route id"),
+        (_body(network="0.0.0.0/0"), "nsx_object's network is not the row's"),
+        (_body(next_hops=[{"ip_address": "6.6.6.6"}]), "nsx_object's next hops are not"),
+        (_body(next_hops=5), "nsx_object.next_hops is not a list"),
+        (
+            _body(next_hops=[{"ip_address": "172.16.128.63", "admin_distance": "abc"}]),
+            "admin_distance is not 1 to 255",
+        ),
+        (_body(id=CL1_B), "nsx_object is not this route's body"),
+        (_body(tags="x"), "nsx_object.tags is not a list"),
+    ],
+)
+def test_an_edited_restore_file_is_refused_before_any_call(
+    tmp_path: Path, edit: Any, why: str
+) -> None:
+    with simulated(tmp_path) as env:
+        outcome = edited_restore(env, edit)
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert why in outcome.error
+        assert "\n" not in outcome.error
+
+
+def test_an_edit_without_a_new_digest_is_refused(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        outcome = edited_restore(env, _body(display_name="edited"), sign=False)
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert "restore_sha256 does not match the deleted routes" in outcome.error
+
+
+def test_a_router_outside_the_configured_routers_is_refused(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        nsx = dataclasses.replace(env.config.nsx, routers=("/infra/tier-1s/another",))
+        config = dataclasses.replace(env.config, nsx=nsx)
+        outcome = edited_restore(env, lambda _r: None, config=config)
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert "is not one of the configured nsx.routers" in outcome.error
+
+
+def test_plan_sha256_must_be_the_reports_restore_sha256(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        outcome = edited_restore(env, lambda _r: None, plan_sha256="0" * 64)
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert "is not the approved --plan-sha256" in outcome.error
+        digest = read(env.tmp / "apply" / "report.json")["apply"]["restore_sha256"]
+        # The ticket gets it from the apply's report.md.
+        assert f"- **Restore SHA-256:** `{digest}`" in (env.tmp / "apply/report.md").read_text()
+        outcome = env.restore(env.tmp / "apply" / "report.json", plan_sha256=digest)
+        assert outcome.exit_code == 0
+        assert env.route_ids() >= CL1_IDS
+
+
+def test_a_duplicate_key_in_a_restore_file_is_refused(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        report_path = applied(env)
+        text = report_path.read_text().replace(
+            '"mode": "apply"', '"mode": "apply", "mode": "apply"'
+        )
+        report_path.write_text(text)
+        outcome = env.restore(report_path)
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert "duplicate key 'mode'" in outcome.error
+
+
+def test_a_route_never_deleted_by_this_tool_is_never_created(tmp_path: Path) -> None:
+    # The trial: a plan edited and re-signed with an injected row; apply finds no such route
+    # and records it already-gone; restore must not create 0.0.0.0/0 -> 6.6.6.6.
+    with simulated(tmp_path) as env:
+        plan_path = env.scan()
+        plan = read(plan_path)
+        template = next(r for r in plan["routes"] if r["action"] == "delete")
+        body = dict(template["nsx_object"], id=INJECTED, network="0.0.0.0/0")
+        body["next_hops"] = [{"ip_address": "6.6.6.6", "admin_distance": 1}]
+        injected = dict(template, id=INJECTED, path=f"{T1}/static-routes/{INJECTED}")
+        injected.update(network="0.0.0.0/0", next_hops=["6.6.6.6"], nsx_object=body)
+        plan["routes"].append(injected)
+        planned = [deletion_key(r) for r in plan["routes"] if r["action"] == "delete"]
+        plan["plan_sha256"] = plan_sha256(plan["nsx"]["host"], planned)
+        write(plan_path, plan)
+        outcome = env.apply(plan_path)
+        assert rows(outcome)[INJECTED]["note"].startswith("already-gone")
+        report_path = env.tmp / "apply" / "report.json"
+        restored = env.restore(report_path)
+        assert restored.exit_code == 0
+        assert INJECTED not in rows(restored)
+        assert INJECTED not in env.route_ids()
+        assert env.route_ids() >= CL1_IDS
+        named = env.restore(report_path, name="again", route_ids=[INJECTED])
+        assert named.exit_code == 2
+        assert named.error is not None
+        assert "already gone when the apply came" in named.error
+        assert INJECTED not in env.route_ids()

@@ -3,6 +3,7 @@ gzip reports through apply --plan and restore; schema 1 plans still read (issue 
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import re
@@ -166,3 +167,65 @@ def test_a_refused_batch_and_its_fallback_are_journaled(tmp_path: Path) -> None:
         # Each route's last outcome counts: deleted by the one-by-one fallback.
         assert {e.outcome for e in read_journal(path).entries} == {"deleted"}
         assert len({r["batch"] for r in sends}) == 4  # one batch, then three single DELETEs
+
+
+# --- issue 13: a journal gets the checks a report gets -------------------------------------
+
+
+def died_with(
+    env: Env, directory: Path, *, gone: frozenset[str] = frozenset(), **retarget: str
+) -> None:
+    """A journal of a run that died after sending the cl1 routes; ``gone``: answered
+    already-gone; ``retarget``: route id -> router path written into the journal."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with client(env.config.nsx) as nsx:
+        listed = {r.id: r for r in nsx.list_routes(T1)}
+    victims = [
+        dataclasses.replace(listed[i], router_path=retarget.get(i, T1)) for i in sorted(CL1_IDS)
+    ]
+    journal = Journal.create(
+        directory, run_id="died", nsx_host=env.config.nsx.host, clock=lambda: NOW
+    )
+    batch = journal.sending(victims, via="hierarchical")
+    journal.outcome(batch, [(r, "gone", "already-gone: ...") for r in victims if r.id in gone])
+    journal.close()
+    for route in victims:
+        env.sim.nsx.remove_route(T1, route.id)
+
+
+def test_a_route_the_journal_shows_already_gone_is_never_created(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        first, *rest = sorted(CL1_IDS)
+        died_with(env, tmp_path / "died", gone=frozenset({first}))
+        outcome = env.restore(tmp_path / "died")
+        assert outcome.exit_code == 0, outcome.error
+        assert set(rows(outcome)) == set(rest)
+        assert env.route_ids() & CL1_IDS == set(rest)
+
+
+def test_a_journal_naming_a_tier0_is_refused_before_any_call(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        first = sorted(CL1_IDS)[0]
+        died_with(env, tmp_path / "died", **{first: "/infra/tier-0s/t0"})
+        env.sim.nsx.reset_counters()
+        outcome = env.restore(tmp_path / "died")
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert "'/infra/tier-0s/t0' is not a Tier-1 policy path" in outcome.error
+        assert sum(env.sim.nsx.counters.values()) == 0
+
+
+def test_plan_sha256_cannot_approve_a_journal(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        died_with(env, tmp_path / "died")
+        outcome = env.restore(tmp_path / "died", plan_sha256="0" * 64)
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert "a journal has no restore_sha256 to approve" in outcome.error
+
+
+def test_a_duplicate_key_in_a_journal_line_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
+    path.write_text('{"event": "start", "event": "start"}\n')
+    with pytest.raises(PlanError, match="duplicate key 'event'"):
+        read_journal(path)

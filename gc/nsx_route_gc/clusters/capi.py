@@ -1,10 +1,11 @@
 """Cluster API discovery: the workload clusters a management cluster knows, inventoried like
 configured ones, plus the remembered clusters that have left it (retired).
 
-Nothing here makes routes deletable on a failure: a Cluster list that fails yields one FAILED
-marker (so the run is partial and "no owner" never becomes "orphaned") and retires nobody;
-a cluster whose kubeconfig Secret or API server fails is FAILED alone; a cluster being deleted
-stays DELETING (its routes unverified) until its Cluster object is gone.
+Nothing here makes routes deletable on a failure: a Cluster list that fails or finds no
+Cluster at all yields one FAILED marker (so the run is partial and "no owner" never becomes
+"orphaned") and retires nobody; a cluster whose kubeconfig Secret (refused when it carries
+more than certificate, token and CA data) or API server fails is FAILED alone; a cluster
+being deleted stays DELETING (its routes unverified) until its Cluster object is gone.
 """
 
 from __future__ import annotations
@@ -109,6 +110,17 @@ class ClusterApiDiscovery:
         except KubeError as exc:
             return [self._list_failed(str(exc))]
         log.info("capi.listed", server=server, clusters=len(clusters))
+        if not clusters:
+            # No evidence, like a cluster with no nodes: a namespace typo or the wrong
+            # management cluster finds nothing, and nothing found must neither make every
+            # route "no-owner" nor retire every remembered cluster.
+            where = ", ".join(self.config.namespaces) or "all namespaces"
+            return [
+                self._list_failed(
+                    f"no Cluster found on {server} ({where}): a wrong namespace or "
+                    "management cluster? Zero clusters is not taken as evidence"
+                )
+            ]
         configured_names = {c.name for c in configured}
         names = _display_names(clusters)
         wanted = [c for c in clusters if names[c] not in configured_names]
@@ -196,7 +208,13 @@ class ClusterApiDiscovery:
             return failed(
                 f"cannot write a temporary kubeconfig: {exc.strerror or type(exc).__name__}"
             )
-        return ClusterConfig(name=name, kubeconfig=path, pod_cidrs=cluster.pod_cidrs)
+        return ClusterConfig(
+            name=name,
+            kubeconfig=path,
+            pod_cidrs=cluster.pod_cidrs,
+            from_secret=True,
+            allow_http=self.config.allow_http,
+        )
 
     def _finish(
         self,

@@ -61,7 +61,12 @@ NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP")  # what the CCM may use as nex
 
 
 def default_factory(cluster: ClusterConfig) -> ApiClient:
-    return api_client_from_kubeconfig(cluster.kubeconfig, cluster.context)
+    return api_client_from_kubeconfig(
+        cluster.kubeconfig,
+        cluster.context,
+        credentials_only=cluster.from_secret,
+        allow_http=cluster.allow_http or not cluster.from_secret,
+    )
 
 
 class _ContinueExpiredError(Exception):
@@ -153,7 +158,11 @@ def _read_page(
         if not 200 <= answer.status <= 299:
             answer.read()  # type: ignore[no-untyped-call]  # untyped library method
             raise ApiException.from_response(http_resp=answer, body=None, data=None)
-        return json.loads(answer.response.data)
+        try:
+            return json.loads(answer.response.data)
+        except RecursionError:
+            # A node list nests a few levels; a server's answer nested deeper is malformed.
+            raise ValueError("nested too deeply") from None
     finally:
         answer.response.release_conn()
 

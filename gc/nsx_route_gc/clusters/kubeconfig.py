@@ -27,6 +27,15 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import load_incluster_config
 
 from nsx_route_gc.errors import KubeError
+from nsx_route_gc.logs import register_secret, secret_forms
+from nsx_route_gc.logs import scrub as logs_scrub
+from nsx_route_gc.untrusted import (
+    CREDENTIAL_MAX_BYTES,
+    KUBECONFIG_MAX_BYTES,
+    UntrustedInput,
+    load_yaml,
+    read_text_bounded,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -63,16 +72,23 @@ if getattr(kube_config, "logging", None) is logging:
     kube_config.logging = _COMPLAINTS  # type: ignore[attr-defined,assignment]  # see _Complaints
 
 
-_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# What a kubeconfig from a Cluster API Secret may hold: credentials and CA as data, nothing
+# that runs a program or reads a file of the collector's (which holds the NSX password).
+_SECRET_USER_KEYS = frozenset({"token", "client-certificate-data", "client-key-data"})
+_SECRET_CLUSTER_KEYS = frozenset(
+    {"server", "certificate-authority-data", "tls-server-name", "disable-compression"}
+)
 
 
 def _safe_load(text: str) -> Any:
+    """Strict YAML (no duplicate keys, no aliases: an anchor bomb is refused at its first
+    alias, not expanded), with libyaml when the wheel has it."""
     try:
-        return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a safe loader, C or Python
+        return load_yaml(text, fast=True)
     except yaml.YAMLError:
         # Parsed again for the error alone: the pure-Python parser words it (and places it)
         # the way operators find in PyYAML's documentation.
-        return yaml.safe_load(text)
+        return load_yaml(text)
 
 
 class _FastYaml:
@@ -91,17 +107,33 @@ if getattr(kube_config, "yaml", None) is yaml:
     kube_config.yaml = _FastYaml()  # type: ignore[attr-defined,assignment]  # see _FastYaml
 
 
-def api_client_from_kubeconfig(kubeconfig: Path | None, context: str | None = None) -> ApiClient:
+def api_client_from_kubeconfig(
+    kubeconfig: Path | None,
+    context: str | None = None,
+    *,
+    credentials_only: bool = False,
+    allow_http: bool = True,
+) -> ApiClient:
     """An ApiClient of its own for one kubeconfig and context (None: the pod's service account).
 
-    ``context`` None means the file's current-context. Raises KubeError.
+    ``context`` None means the file's current-context. ``credentials_only``: the file came
+    from somewhere less trusted than the operator (a Cluster API Secret) and may hold only
+    certificate, token and CA data. ``allow_http`` False refuses a server without TLS.
+    Raises KubeError.
     """
     if kubeconfig is None:
         return _in_cluster_client()
     path = kubeconfig.expanduser()
     label = f"kubeconfig {path}"
     doc = _read(path, label)
-    user = _check(doc, context, label)
+    user, cluster = _check(doc, context, label)
+    if credentials_only:
+        _only_credentials(user, cluster, label)
+    _register_credentials(user, label)
+    scheme = urlsplit(str(cluster["server"])).scheme.lower()
+    if scheme != "https" and not (scheme == "http" and allow_http):
+        hint = " (set cluster_api.allow_http: true to allow http)" if scheme == "http" else ""
+        raise KubeError(f"{label}: server {safe_url(str(cluster['server']))} is not https{hint}")
     try:
         with _LOAD_LOCK:
             _COMPLAINTS.messages.clear()
@@ -116,6 +148,10 @@ def api_client_from_kubeconfig(kubeconfig: Path | None, context: str | None = No
         # Not chained: the client's own message may quote the user entry, credentials included.
         raise KubeError(f"{label}: {detail}") from None
     cfg = api.configuration
+    # A token file's trailing newline is not part of the token (the header would be refused,
+    # quoting it).
+    if cfg.api_key:
+        cfg.api_key = {k: str(v).strip() for k, v in cfg.api_key.items()}
     if "exec" in user and not cfg.api_key and not cfg.cert_file:
         api.close()  # type: ignore[no-untyped-call]  # untyped library method
         command = Path(str(user["exec"].get("command", "?"))).name
@@ -158,17 +194,19 @@ def _read(path: Path, label: str) -> dict[str, Any]:
             f"{label}: the kubernetes client cannot read a path containing {separator!r}"
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, KUBECONFIG_MAX_BYTES)
     except FileNotFoundError as exc:
         raise KubeError(f"{label}: file not found") from exc
-    except UnicodeDecodeError as exc:
-        raise KubeError(f"{label}: not UTF-8 text") from exc
+    except UntrustedInput as exc:
+        raise KubeError(f"{label}: {exc}") from None
     except OSError as exc:
         raise KubeError(f"{label}: cannot read: {exc.strerror or type(exc).__name__}") from exc
     try:
         # libyaml when the wheel has it: the pure-Python parser is most of a client's set-up
         # time, and a scan sets up hundreds.
         doc = _safe_load(text)
+    except UntrustedInput as exc:
+        raise KubeError(f"{label}: {exc}") from None
     except yaml.YAMLError as exc:
         # Only the position and the parser's own words: the offending line may hold a token.
         where, problem = "", ""
@@ -185,8 +223,11 @@ def _read(path: Path, label: str) -> dict[str, Any]:
     return doc
 
 
-def _check(doc: dict[str, Any], context: str | None, label: str) -> dict[str, Any]:
-    """Says the common mistakes plainly (the client is vague); returns the context's user entry."""
+def _check(
+    doc: dict[str, Any], context: str | None, label: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Says the common mistakes plainly (the client is vague); returns the context's user and
+    cluster entries."""
     name = context or doc.get("current-context")
     if not name:
         raise KubeError(f"{label}: no context given and no current-context set")
@@ -203,9 +244,54 @@ def _check(doc: dict[str, Any], context: str | None, label: str) -> dict[str, An
         )
     if not cluster.get("server"):
         raise KubeError(f"{label}: cluster {cluster_name!r} has no server")
+    if not isinstance(cluster["server"], str):
+        raise KubeError(f"{label}: cluster {cluster_name!r} server is not a string")
     user_name = ctx.get("user")
     # A context without a user, or naming a missing one, talks to the server anonymously.
-    return (_named(doc, "users", user_name, label) if user_name else None) or {}
+    user = (_named(doc, "users", user_name, label) if user_name else None) or {}
+    return user, cluster
+
+
+def _only_credentials(user: dict[str, Any], cluster: dict[str, Any], label: str) -> None:
+    """Refuse what a Cluster API Secret has no business carrying: exec and auth-provider
+    (they run programs in the collector), tokenFile and every file path (they read the
+    collector's files, its NSX password among them), proxies and TLS switched off."""
+    for key in sorted(user):
+        if key not in _SECRET_USER_KEYS:
+            raise KubeError(
+                f"{label}: user field {key!r} refused in a kubeconfig from a Secret "
+                f"(allowed: {', '.join(sorted(_SECRET_USER_KEYS))})"
+            )
+    for key in sorted(cluster):
+        if key not in _SECRET_CLUSTER_KEYS:
+            raise KubeError(
+                f"{label}: cluster field {key!r} refused in a kubeconfig from a Secret "
+                f"(allowed: {', '.join(sorted(_SECRET_CLUSTER_KEYS))})"
+            )
+    for key, value in user.items():
+        if not isinstance(value, str):
+            raise KubeError(f"{label}: user field {key!r} is not a string")
+
+
+def _register_credentials(user: dict[str, Any], label: str) -> None:
+    """Every credential of the user entry is scrubbed from logs, reports and messages; a token
+    file's content too (read here, bounded), with and without its trailing newline."""
+    for key in ("token", "client-key-data", "password"):
+        value = user.get(key)
+        if isinstance(value, str):
+            register_secret(value)
+    token_file = user.get("tokenFile")
+    if isinstance(token_file, str) and token_file:
+        try:
+            register_secret(read_text_bounded(Path(token_file).expanduser(), CREDENTIAL_MAX_BYTES))
+        except (OSError, UntrustedInput) as exc:
+            raise KubeError(f"{label}: tokenFile {token_file}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)
 
 
 def _named(doc: dict[str, Any], section: str, name: str, label: str) -> dict[str, Any] | None:
@@ -259,10 +345,12 @@ def _describe_load_error(exc: Exception) -> str:
 
 
 def scrub(text: str, secrets: set[str]) -> str:
-    """``text`` with every one of ``secrets`` replaced by ***."""
-    for secret in sorted(secrets, key=len, reverse=True):
+    """``text`` with every one of ``secrets``, in every encoded form, and every registered
+    secret replaced by ***."""
+    forms = set(secrets).union(*(secret_forms(s) for s in secrets))
+    for secret in sorted(forms, key=len, reverse=True):
         text = text.replace(secret, "***")
-    return text
+    return logs_scrub(text)
 
 
 def one_line(text: str) -> str:

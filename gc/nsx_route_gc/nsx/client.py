@@ -20,7 +20,14 @@ import structlog
 
 from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import NsxError
-from nsx_route_gc.models import NODE_TAG_SCOPE, Route
+from nsx_route_gc.models import (
+    NODE_TAG_SCOPE,
+    STATIC_ROUTES,
+    Route,
+    safe_id,
+    split_static_route_path,
+    tier1_router,
+)
 from nsx_route_gc.nsx.query import (
     SEARCH_FIELDS,
     SEARCH_PATH,
@@ -145,6 +152,7 @@ class NsxClient:
 
     def get_route(self, route_path: str) -> Route | None:
         """The route as NSX has it now, or None when it does not exist (404)."""
+        router, _ = _writable(route_path, "read")
         rest = API_PREFIX + route_path
         response = self._http.request("GET", rest, kind="get", allow=(404,))
         if response.status_code == 404:
@@ -152,13 +160,14 @@ class NsxClient:
         obj = self._http.decode_json(response, "GET", rest)
         if not isinstance(obj, dict):
             raise NsxError(f"malformed JSON from NSX at GET {rest}: not an object")
-        parent = obj.get("parent_path")
-        router = parent if isinstance(parent, str) and parent else _router_of(route_path)
+        # The router asked about, never the answer's parent_path: a route that claims another
+        # home keeps that claim in its path, which then differs from the one asked for.
         return route_from_nsx(obj, router)
 
     def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
         """Delete a route: True when NSX accepted, False when it was already gone (404);
         a 404 with error_code 500090 (NSX's stale-revision form) is raised instead."""
+        _writable(route_path, "delete")
         rest = API_PREFIX + route_path
         response = self._http.request(
             "DELETE",
@@ -178,6 +187,7 @@ class NsxClient:
         self, route_path: str, body: dict[str, Any], *, allow_overwrite: bool = False
     ) -> None:
         """Create or update a route (restore): NSX's PATCH is create-or-update."""
+        _writable(route_path, "restore")
         self._http.request(
             "PATCH",
             API_PREFIX + route_path,
@@ -202,8 +212,16 @@ class NsxClient:
             return
         router = router_path.rstrip("/")
         match = TIER1_PATH.match(router)
-        if match is None:
+        if match is None or not tier1_router(router):
             raise NsxError(f"not a Tier-1 policy path: {router_path}")
+        for route in routes:
+            # Each child is placed by the tree (this router, its id): nothing a listed route
+            # says about its own path reaches the body, and its id must be a plain one.
+            if not safe_id(route.id):
+                raise NsxError(
+                    f"refused to delete route {route.id!r} on {router_path}: "
+                    "not a plain static route id"
+                )
         children = [_child_delete(route, router) for route in routes]
         body = {
             "resource_type": "Infra",
@@ -384,11 +402,20 @@ def route_from_nsx(obj: Mapping[str, Any], router_path: str) -> Route:
     network = obj.get("network")
     if not isinstance(network, str):
         raise bad("network")
+    # ``path`` is where NSX says the route lives. Writes never use it (they are made from the
+    # router listed and the id), and judgement flags a route whose path is not the one they
+    # make: a parent_path naming another router counts as such a claim too.
     path = obj.get("path")
+    expected = f"{router_path}{STATIC_ROUTES}{route_id}"
     if path is None:
-        path = f"{router_path}/static-routes/{route_id}"
+        path = expected
     elif not isinstance(path, str):
         raise bad("path")
+    parent = obj.get("parent_path")
+    if parent is not None and not isinstance(parent, str):
+        raise bad("parent_path")
+    if parent and parent.rstrip("/") != router_path and path == expected:
+        path = f"{parent.rstrip('/')}{STATIC_ROUTES}{route_id}"
 
     hops_obj = obj.get("next_hops", [])
     if not isinstance(hops_obj, list):
@@ -424,7 +451,7 @@ def route_from_nsx(obj: Mapping[str, Any], router_path: str) -> Route:
         network=network,
         next_hops=tuple(next_hops),
         tags=tuple(tags),
-        create_time_ms=_optional_int(obj, "_create_time", bad),
+        create_time_ms=_create_time(obj, bad),
         revision=_optional_int(obj, "_revision", bad),
         protection=_interned(_optional_str(obj, "_protection", bad)),
         display_name=_optional_str(obj, "display_name", bad),
@@ -460,6 +487,27 @@ def _optional_int(obj: Mapping[str, Any], field: str, bad: Callable[[str], NsxEr
     if isinstance(value, float) and not math.isfinite(value):
         raise bad(field)
     return int(value)
+
+
+# Milliseconds since 1970 that a datetime can hold (years 1970 to 9999): a _create_time
+# outside is a malformed answer, not a route 10^300 years old.
+_CREATE_TIME_MAX = 253_402_300_799_999
+
+
+def _create_time(obj: Mapping[str, Any], bad: Callable[[str], NsxError]) -> int | None:
+    value = _optional_int(obj, "_create_time", bad)
+    if value is not None and not 0 <= value <= _CREATE_TIME_MAX:
+        raise bad("_create_time")
+    return value
+
+
+def _writable(route_path: str, what: str) -> tuple[str, str]:
+    """(router, id) of a static route path the tool may touch; NsxError otherwise, before any
+    request is sent."""
+    try:
+        return split_static_route_path(route_path)
+    except ValueError as exc:
+        raise NsxError(f"refused to {what} {route_path!r}: {exc}") from None
 
 
 def _optional_str(obj: Mapping[str, Any], field: str, bad: Callable[[str], NsxError]) -> str | None:

@@ -28,7 +28,7 @@ import structlog
 
 from nsx_route_gc.errors import NsxApiError, NsxError
 from nsx_route_gc.logs import carry_context
-from nsx_route_gc.models import Action, Route, RouteVerdict
+from nsx_route_gc.models import STATIC_ROUTES, Action, Route, RouteVerdict, parse_network
 from nsx_route_gc.nsx.confirm import Presence, RouteSearch, search_presence
 from nsx_route_gc.nsx.transport import is_revision_conflict
 from nsx_route_gc.ports import DeletionJournal, NoJournal
@@ -221,9 +221,9 @@ class Deleter:
             return {}
         survivors = {}
         for router in accepted:
-            up = {v.route.path for v in by_router[router]}
+            up = {_path(v) for v in by_router[router]}
             survivors[router] = [p for p in listed.get(router, ()) if p not in up]
-        deleted = {r: [v.route.path for v in routes] for r, routes in accepted.items()}
+        deleted = {r: [_path(v) for v in routes] for r, routes in accepted.items()}
         return search_presence(self.nsx, deleted, survivors, workers=self.workers)
 
     def _confirm_accepted(
@@ -235,7 +235,7 @@ class Deleter:
         decided: Decided = {}
         shown: list[RouteVerdict] = []
         for v in accepted:
-            marked = presence.get(v.route.path)
+            marked = presence.get(_path(v))
             if marked is None:
                 decided[_key(v)] = gone(v, NOTE_DELETED)
             elif marked:
@@ -325,12 +325,24 @@ class Deleter:
     def _recheck(self, v: RouteVerdict) -> RouteVerdict | DeletionResult:
         """The verdict with the route as NSX has it now, or why it is not to be deleted."""
         planned = v.route
+        path = _path(v)
         try:
-            current = self.nsx.get_route(planned.path)
+            current = self.nsx.get_route(path)
         except NsxError as exc:
             return failed(v, f"re-read before deletion failed: {exc}")
         if current is None:
             return gone(v, "already-gone: not found when re-read before deletion")
+        if (
+            current.id != planned.id
+            or current.path != path
+            or not same_network(current.network, planned.network)
+        ):
+            # A _revision alone could match by chance: the route read must be the one judged.
+            return held(
+                v,
+                f"changed-since-plan: re-read {current.id} {current.network} at {current.path}, "
+                f"judged {planned.id} {planned.network} at {path}",
+            )
         if marked_for_delete(current):
             return gone(v, "already-gone: already marked_for_delete when re-read")
         if current.revision != planned.revision:
@@ -364,7 +376,7 @@ class Deleter:
         self._batch_of[(route.router_path, route.id)] = number
         try:
             accepted = self.nsx.delete_route(
-                route.path,
+                _path(checked),
                 allow_overwrite=self.allow_overwrite and route.protection == REQUIRE_OVERRIDE,
             )
         except NsxError as exc:
@@ -381,7 +393,7 @@ class Deleter:
         re-read (held, never a failure), unless a read shows it gone after all (404 with
         500090 is also how NSX names a path that no longer exists)."""
         try:
-            current = self.nsx.get_route(v.route.path)
+            current = self.nsx.get_route(_path(v))
         except NsxError:
             current = v.route  # unknown: the conservative side is to hold it
         if current is None:
@@ -397,7 +409,7 @@ class Deleter:
             if attempt:
                 self.sleep(self.confirm_interval)
             try:
-                current = self.nsx.get_route(v.route.path)
+                current = self.nsx.get_route(_path(v))
             except NsxError as exc:
                 problem = f"could not confirm the deletion: {exc}"
                 continue
@@ -422,6 +434,21 @@ def journal_outcome(result: DeletionResult) -> tuple[Route, str, str | None]:
     if v.action is Action.HELD:
         return v.route, "held-changed", v.hold_reason
     return v.route, "failed", result.error
+
+
+def _path(v: RouteVerdict) -> str:
+    """Where a route is read, deleted and confirmed: the router it was listed on and its id,
+    never the path NSX (or a plan) gave for it. The client refuses ids that would not make a
+    plain static route path."""
+    return f"{v.route.router_path}{STATIC_ROUTES}{v.route.id}"
+
+
+def same_network(a: str, b: str) -> bool:
+    """Whether two networks as written are the same CIDR (text compared when not CIDRs)."""
+    try:
+        return parse_network(a) == parse_network(b)
+    except ValueError:
+        return a == b
 
 
 def _key(v: RouteVerdict) -> tuple[str, str]:

@@ -34,7 +34,7 @@ from requests.adapters import HTTPAdapter
 
 from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import ConfigError, NsxAccessError, NsxApiError, NsxError
-from nsx_route_gc.logs import register_secret
+from nsx_route_gc.logs import register_secret, scrub, secret_forms
 from nsx_route_gc.nsx.ratelimit import TokenBucket
 
 API_PREFIX = "/policy/api/v1"
@@ -622,6 +622,11 @@ class NsxTransport:
             return response.json()
         except ValueError as exc:
             raise NsxError(f"malformed JSON from NSX at {method} {path}: not JSON") from exc
+        except RecursionError:
+            # No object of the Policy API nests more than a few levels.
+            raise NsxError(
+                f"malformed JSON from NSX at {method} {path}: nested too deeply"
+            ) from None
 
     def _detail(self, exc: BaseException) -> str:
         """The useful part of a requests/urllib3 exception, without the connection pool blurb."""
@@ -632,9 +637,12 @@ class NsxTransport:
         return self._redact(f"{type(exc).__name__}: {reason}")[:_DETAIL_LIMIT]
 
     def _redact(self, text: str) -> str:
+        # Every form too: a manager that echoes the login body quotes the password
+        # URL-encoded (Can%40ry+P%2Bw...), and a message is made before anything prints it.
         for secret in list(self._secrets):
-            text = text.replace(secret, "***")
-        return " ".join(text.split())
+            for form in sorted(secret_forms(secret) | {secret}, key=len, reverse=True):
+                text = text.replace(form, "***")
+        return " ".join(scrub(text).split())
 
 
 def _new_session(concurrency: int) -> requests.Session:

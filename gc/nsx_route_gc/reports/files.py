@@ -18,9 +18,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from nsx_route_gc.errors import ConfigError
+from nsx_route_gc.logs import scrub
 from nsx_route_gc.models import RouteVerdict
 from nsx_route_gc.reports.journal import JOURNAL_NAME, is_finished
 from nsx_route_gc.reports.render import iter_markdown
@@ -285,7 +286,27 @@ def to_csv(report: dict[str, Any]) -> str:
 _ROWS_PER_WRITE = 256
 
 
-def _write_json_and_csv(report: dict[str, Any], json_out: IO[str], csv_out: IO[str]) -> None:
+class _Writer(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+
+class _Scrubbing:
+    """Writes through to a file with every registered secret scrubbed (logs.register_secret):
+    a cluster's error or an NSX answer may quote a credential, and a report is handed around.
+    Each write is whole rows or lines, so a secret is never cut in two across writes."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+
+    def write(self, text: str, /) -> int:
+        return self._out.write(scrub(text))
+
+    def writelines(self, lines: Iterable[str], /) -> None:
+        for line in lines:
+            self.write(line)
+
+
+def _write_json_and_csv(report: dict[str, Any], json_out: _Writer, csv_out: _Writer) -> None:
     json_out.write(_json_head(report))
     csv_out.write(_CSV_HEADER)
     json_parts: list[str] = []
@@ -379,9 +400,9 @@ def write_reports(report: dict[str, Any], directory: Path, *, compress: bool = F
             _text_out(json_partial, compress) as json_out,
             _text_out(csv_partial, compress) as csv_out,
         ):
-            _write_json_and_csv(report, json_out, csv_out)
+            _write_json_and_csv(report, _Scrubbing(json_out), _Scrubbing(csv_out))
         with md_partial.open("w", encoding="utf-8") as md_out:
-            md_out.writelines(iter_markdown(report))
+            _Scrubbing(md_out).writelines(iter_markdown(report))
         for partial in partials:
             _fsync(partial)
     except BaseException:

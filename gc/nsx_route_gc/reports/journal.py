@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from nsx_route_gc.errors import PlanError
 from nsx_route_gc.models import Route
+from nsx_route_gc.untrusted import UntrustedInput, load_json
 
 JOURNAL_NAME = "journal.jsonl"
 JOURNAL_FORMAT = 1
@@ -273,8 +274,10 @@ def read_journal(path: Path) -> JournalContents:
             break  # the torn last line
         where = f"{path}: line {number}"
         try:
-            record = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
+            record = load_json(raw)
+        except UntrustedInput as exc:
+            raise PlanError(f"{where}: {exc}") from None
+        except ValueError as exc:
             raise PlanError(f"{where}: not valid JSON") from exc
         if not isinstance(record, dict):
             raise PlanError(f"{where}: not a JSON object")

@@ -261,6 +261,9 @@ def digest_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
     if applied.get("targeted"):
         lines.append(("Only", ", ".join(applied["targeted"]) + " (--route/--router)"))
     lines.append(("Deleted SHA-256", f"{deleted} ({same})"))
+    if applied.get("restore_sha256"):
+        # What `restore --plan-sha256` takes: the ticket records it with the evidence.
+        lines.append(("Restore SHA-256", applied["restore_sha256"]))
     return lines
 
 

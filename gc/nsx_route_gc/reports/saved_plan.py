@@ -9,18 +9,27 @@ not a signature: the change ticket's approval is what makes the plan authoritati
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from nsx_route_gc.errors import PlanError
-from nsx_route_gc.models import Verdict, plan_sha256
+from nsx_route_gc.models import (
+    Verdict,
+    parse_network,
+    plan_sha256,
+    safe_id,
+    static_route_path,
+    tier1_router,
+)
 from nsx_route_gc.reports.rows import READABLE_SCHEMA_VERSIONS, deletion_key, proposed
+from nsx_route_gc.untrusted import UntrustedInput, load_json
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
 # A plan stamped this far in the future is taken as a clock or editing mistake, not as fresh.
@@ -28,8 +37,10 @@ CLOCK_SKEW = timedelta(minutes=5)
 # A schema 2 report of 100,000 routes is under 50 MB; schema 1 ones were up to 305 MB.
 MAX_REPORT = 1 << 30
 _GZIP_MAGIC = b"\x1f\x8b"
-_TIER1 = re.compile(r"^(?:/orgs/[^/]+/projects/[^/]+)?/infra/tier-1s/[^/]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The note of a row whose route this tool deleted (nsx.deleter's notes of a confirmed
+# deletion); "already-gone: ..." rows were gone before it came, and are never recreated.
+DELETED_BY_THIS_TOOL = "deleted:"
 
 
 @dataclass(frozen=True)
@@ -98,9 +109,13 @@ def read_report(path: Path, *, mode: str | None) -> dict[str, Any]:
     bodies that plans and restore never use (rows without an action or a problem)."""
     text = read_report_text(path)
     try:
-        report = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise PlanError(f"{path}: not valid JSON") from exc
+        # Strict: a key given twice (which one wins is the parser's whim) or nesting deeper
+        # than any report has is refused.
+        report = load_json(text)
+    except UntrustedInput as exc:
+        raise PlanError(f"{path}: {exc}") from None
+    except ValueError:
+        raise PlanError(f"{path}: not valid JSON") from None
     if not isinstance(report, dict):
         raise PlanError(f"{path}: not a nsx-route-gc report (expected a JSON object)")
     version = report.get("schema_version")
@@ -132,15 +147,16 @@ def check_host(path: Path, report: dict[str, Any], nsx_host: str) -> None:
 
 
 def check_sha256(path: Path, digest: str, approved: str | None, what: str) -> None:
-    """The operator's ``--plan-sha256``, when given, must be the file's checked digest: a plan
-    scanned again (or another change's plan) after approval is refused."""
+    """The operator's ``--plan-sha256``, when given, must be the file's checked digest: a file
+    edited and re-signed after approval is refused."""
     if approved is None:
         return
-    wanted = approved.strip().lower()
-    if not _SHA256.match(wanted):
+    if not _SHA256.match(approved.strip().lower()):
         raise PlanError(f"--plan-sha256: {approved!r} is not a SHA-256 (64 hex digits)")
-    if wanted != digest:
-        raise PlanError(f"{path}: {what} {digest} is not the approved --plan-sha256 {wanted}")
+    if approved.strip().lower() != digest:
+        raise PlanError(
+            f"{path}: {what} {digest} is not the approved --plan-sha256 {approved.strip()}"
+        )
 
 
 def select(plan: SavedPlan, route_ids: Sequence[str], routers: Sequence[str]) -> SavedPlan:
@@ -171,12 +187,13 @@ def load_plan(
     now: datetime,
     max_age: timedelta = DEFAULT_MAX_AGE,
     allow_old: bool = False,
+    routers: Collection[str] = (),
     approved_sha256: str | None = None,
 ) -> SavedPlan:
     """The deletions of a saved scan report, or PlanError naming the file and the problem.
 
-    ``approved_sha256``: the digest the change ticket approved (``--plan-sha256``), when
-    given; a plan with another digest is refused."""
+    ``routers``: the configured routers (nsx.routers), when set the only ones a plan may
+    name. ``approved_sha256``: the digest the change ticket approved, when given."""
     report = read_report(path, mode="scan")
     check_host(path, report, nsx_host)
     rows: list[dict[str, Any]] = report["routes"]
@@ -207,7 +224,7 @@ def load_plan(
     deletions = []
     seen: set[tuple[str, str]] = set()
     for row in planned:
-        deletion = _deletion(path, row)
+        deletion = _deletion(path, row, routers)
         if deletion.key in seen:
             raise PlanError(f"{path}: route {deletion.id} on {deletion.router_path} listed twice")
         seen.add(deletion.key)
@@ -226,27 +243,115 @@ def _check_row(path: Path, index: int, row: object) -> None:
         raise PlanError(f"{path}: routes[{index}].revision is not a whole number")
 
 
-def _deletion(path: Path, row: dict[str, Any]) -> PlannedDeletion:
-    router, route_id = row["router_path"], row["id"]
-    where = f"{path}: route {route_id}"
-    if not _TIER1.match(router):
-        raise PlanError(f"{where}: router_path {router!r} is not a Tier-1 policy path")
-    if "/" in route_id:
-        raise PlanError(f"{where}: an id with '/' cannot be a static route id")
-    # The digest covers router and id, not path: a path naming another route must not slip
-    # through, so it has to be exactly the one router and id make.
-    route_path = f"{router}/static-routes/{route_id}"
-    if row.get("path") != route_path:
-        raise PlanError(f"{where}: path {row.get('path')!r} does not match {route_path}")
+def _deletion(path: Path, row: dict[str, Any], routers: Collection[str]) -> PlannedDeletion:
+    route_path = check_route_row(path, row, routers)
+    where = f"{path}: route {row['id']}"
     if row["verdict"] != Verdict.ORPHANED.value:
         raise PlanError(f"{where}: marked for deletion but its verdict is {row['verdict']!r}")
+    return PlannedDeletion(
+        row["router_path"],
+        row["id"],
+        route_path,
+        row["revision"],
+        row["network"],
+        row.get("nsx_object"),
+        row,
+    )
+
+
+def check_route_row(path: Path, row: dict[str, Any], routers: Collection[str]) -> str:
+    """Check a row that a plan deletes or a restore recreates; its policy path, made from its
+    router and id (never taken from the file). PlanError naming the row otherwise.
+
+    The router must be a Tier-1 (default space or a project), one of ``routers`` when they
+    are given; the id a plain static route id; the row's path (when given) the one made; the
+    body (when kept) the same route: its id, network and next hops those of the row.
+    """
+    router, route_id = row["router_path"], row["id"]
+    where = f"{path}: route {route_id[:80]!r}"
+    if not tier1_router(router):
+        raise PlanError(f"{where}: router_path {router!r} is not a Tier-1 policy path")
+    if routers and router not in routers:
+        raise PlanError(f"{where}: router {router} is not one of the configured nsx.routers")
+    if not safe_id(route_id):
+        raise PlanError(f"{where}: not a plain static route id (no '/', '..' or URL syntax)")
+    route_path = static_route_path(router, route_id)
+    if row.get("path") is not None and row.get("path") != route_path:
+        raise PlanError(f"{where}: path {row.get('path')!r} does not match {route_path}")
     network = row.get("network")
-    if not isinstance(network, str):
-        raise PlanError(f"{where}: network missing")
+    if not isinstance(network, str) or not _is_network(network):
+        raise PlanError(f"{where}: network missing or not a CIDR")
+    hops = row.get("next_hops")
+    if hops is not None and (
+        not isinstance(hops, list) or not all(isinstance(h, str) for h in hops)
+    ):
+        raise PlanError(f"{where}: next_hops is not a list of addresses")
     body = row.get("nsx_object")
-    if body is not None and not isinstance(body, dict):
+    if body is not None:
+        _check_body(where, body, row)
+    return route_path
+
+
+def _check_body(where: str, body: object, row: dict[str, Any]) -> None:
+    if not isinstance(body, dict):
         raise PlanError(f"{where}: nsx_object is not an object")
-    return PlannedDeletion(router, route_id, route_path, row["revision"], network, body, row)
+    if body.get("id") != row["id"]:
+        raise PlanError(f"{where}: nsx_object is not this route's body (another id)")
+    network = body.get("network")
+    if not isinstance(network, str) or not _same_network(network, row["network"]):
+        raise PlanError(f"{where}: nsx_object's network is not the row's {row['network']}")
+    hops = body.get("next_hops")
+    if not isinstance(hops, list):
+        raise PlanError(f"{where}: nsx_object.next_hops is not a list")
+    addresses = []
+    for i, hop in enumerate(hops):
+        if not isinstance(hop, dict) or not isinstance(hop.get("ip_address"), str):
+            raise PlanError(f"{where}: nsx_object.next_hops[{i}] has no ip_address")
+        distance = hop.get("admin_distance")
+        if distance is not None and (
+            isinstance(distance, bool) or not isinstance(distance, int) or not 1 <= distance <= 255
+        ):
+            raise PlanError(f"{where}: nsx_object.next_hops[{i}].admin_distance is not 1 to 255")
+        addresses.append(hop["ip_address"])
+    row_hops = row.get("next_hops")
+    if isinstance(row_hops, list) and sorted(addresses) != sorted(row_hops):
+        raise PlanError(f"{where}: nsx_object's next hops are not the row's {row_hops}")
+    tags = body.get("tags", [])
+    if not isinstance(tags, list) or not all(
+        isinstance(t, dict)
+        and isinstance(t.get("scope", ""), str)
+        and isinstance(t.get("tag", ""), str)
+        for t in tags
+    ):
+        raise PlanError(f"{where}: nsx_object.tags is not a list of scope/tag pairs")
+
+
+def _is_network(text: str) -> bool:
+    try:
+        parse_network(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _same_network(a: str, b: str) -> bool:
+    try:
+        return parse_network(a) == parse_network(b)
+    except ValueError:
+        return False
+
+
+def restore_sha256(nsx_host: str, deleted: Iterable[tuple[str, str, object]]) -> str:
+    """Digest of what a restore would recreate: the NSX host and each route this tool deleted
+    (router path, route id, original body). An apply report records it; restore checks it."""
+    body = {
+        "nsx_host": nsx_host,
+        "deleted": sorted(
+            [router, rid, json.dumps(obj, sort_keys=True, separators=(",", ":"))]
+            for router, rid, obj in deleted
+        ),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _timestamp(path: Path, value: object) -> datetime:

@@ -51,9 +51,11 @@ from nsx_route_gc.reports.rows import (
 )
 from nsx_route_gc.reports.saved_plan import (
     DEFAULT_MAX_AGE,
+    DELETED_BY_THIS_TOOL,
     PlannedDeletion,
     SavedPlan,
     load_plan,
+    restore_sha256,
     select,
 )
 from nsx_route_gc.runs.frame import (
@@ -161,6 +163,8 @@ def run_apply(
                     now=clock(),
                     max_age=max_plan_age,
                     allow_old=allow_old_plan,
+                    # Routers outside nsx.routers are not refused here: each such deletion
+                    # is held (out-of-scope) and reported.
                     approved_sha256=plan_sha256,
                 )
                 saved = select(saved, route_ids, router_paths)
@@ -556,6 +560,17 @@ def apply_report(
         "already_gone": outcomes["already-gone"],
         "held": held,
         "failed": failed,
+        # What `restore` may recreate from this report, digested: restore refuses the report
+        # when its deleted rows no longer match (edited), and `restore --plan-sha256` takes it.
+        "restore_sha256": restore_sha256(
+            config.nsx.host,
+            (
+                (r.verdict.route.router_path, r.verdict.route.id, r.verdict.route.nsx_object)
+                for r in results
+                if r.verdict.action is Action.DELETED
+                and (r.note or "").startswith(DELETED_BY_THIS_TOOL)
+            ),
+        ),
     }
     return report
 

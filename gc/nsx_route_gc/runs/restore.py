@@ -27,6 +27,12 @@ from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import REQUIRE_OVERRIDE, marked_for_delete
 from nsx_route_gc.reports.files import write_reports
 from nsx_route_gc.reports.rows import ROW_FIELDS, RunInfo, build_report
+from nsx_route_gc.reports.saved_plan import (
+    DELETED_BY_THIS_TOOL,
+    check_route_row,
+    check_sha256,
+    restore_sha256,
+)
 from nsx_route_gc.runs.frame import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -118,31 +124,75 @@ def content(obj: dict[str, Any]) -> tuple[object, ...]:
 
 
 def load_restore(
-    path: Path, *, nsx_host: str, route_ids: Sequence[str], from_log: bool = False
+    path: Path,
+    *,
+    nsx_host: str,
+    route_ids: Sequence[str],
+    routers: Sequence[str] = (),
+    approved_sha256: str | None = None,
+    from_log: bool = False,
 ) -> list[ToRestore]:
-    """The deleted rows of an apply report or journal (``restore_from``), or of an apply's
-    JSON log (``from_log``, ``restore_log``), optionally only ``route_ids``; PlanError if the
-    source is unusable, of another NSX manager, or does not know one of the ids."""
+    """The rows of an apply report (or of the journal of an apply that died, see
+    ``restore_from``, or of an apply's JSON log with ``from_log``, see ``restore_log``) whose
+    routes that run deleted, optionally only ``route_ids``; PlanError if the source is
+    unusable, of another NSX manager, edited since the apply (a report's
+    ``restore_sha256``), not the approved one (``approved_sha256``), names a route outside
+    ``routers`` (when given) or not a Tier-1 static route, or does not know one of the ids.
+
+    Rows that were already gone when the apply came (``already-gone``) are never recreated:
+    this tool did not delete them, and a row it never saw deleted is no way back.
+    """
     if from_log:
-        deleted = log_rows(path, nsx_host=nsx_host)
+        if approved_sha256 is not None:
+            raise PlanError(
+                f"{path}: a log has no restore_sha256 to approve; restore from it without "
+                "--plan-sha256"
+            )
+        # A route.deleted line is only ever logged for a route this tool deleted.
+        deleted = ours = log_rows(path, nsx_host=nsx_host)
+        paths = [check_route_row(path, row, routers) for row in ours]
     else:
         found = deleted_rows(path, nsx_host=nsx_host)
         path, deleted = found.source, found.rows
+        ours = [
+            r
+            for r in deleted
+            if found.from_journal or str(r.get("note") or "").startswith(DELETED_BY_THIS_TOOL)
+        ]
+        paths = [check_route_row(path, row, routers) for row in ours]
+        digest = restore_sha256(
+            found.nsx_host, ((r["router_path"], r["id"], r.get("nsx_object")) for r in ours)
+        )
+        if found.recorded_sha256 is not None and found.recorded_sha256 != digest:
+            raise PlanError(
+                f"{path}: restore_sha256 does not match the deleted routes "
+                "(the report was edited after the apply)"
+            )
+        if approved_sha256 is not None and found.from_journal:
+            raise PlanError(
+                f"{path}: a journal has no restore_sha256 to approve (its run died before its "
+                "report); restore from it without --plan-sha256"
+            )
+        check_sha256(path, digest, approved_sha256, "restore_sha256")
+    if len(ours) < len(deleted):
+        log.info("restore.not_ours", routes=len(deleted) - len(ours), reason="already-gone")
     if route_ids:
-        known = {r["id"] for r in deleted}
+        known = {r["id"] for r in ours}
         unknown = [i for i in route_ids if i not in known]
         if unknown:
-            raise PlanError(f"{path}: no deleted route with id {unknown[0]} in this report")
-        wanted = set(route_ids)
-        deleted = [r for r in deleted if r["id"] in wanted]
-    items = []
-    for row in deleted:
-        route_path = f"{row['router_path']}/static-routes/{row['id']}"
-        body = row.get("nsx_object")
-        if body is not None and (not isinstance(body, dict) or body.get("id") != row["id"]):
-            raise PlanError(f"{path}: route {row['id']}: nsx_object is not this route's body")
-        items.append(ToRestore(row, route_path, body))
-    return items
+            gone_before = {r["id"] for r in deleted} - known
+            why = (
+                "it was already gone when the apply came (this tool did not delete it)"
+                if unknown[0] in gone_before
+                else "no deleted route with this id in this report"
+            )
+            raise PlanError(f"{path}: route {unknown[0]}: {why}")
+    wanted = set(route_ids)
+    return [
+        ToRestore(row, route_path, row.get("nsx_object"))
+        for row, route_path in zip(ours, paths, strict=True)
+        if not wanted or row["id"] in wanted
+    ]
 
 
 def run_restore(
@@ -151,6 +201,7 @@ def run_restore(
     report_path: Path,
     confirm: Callable[[dict[str, int]], bool],
     route_ids: Sequence[str] = (),
+    plan_sha256: str | None = None,
     report_dir: Path | None = None,
     nsx_factory: NsxFactory = NsxClient,
     clock: Callable[[], datetime] = utc_now,
@@ -163,7 +214,12 @@ def run_restore(
     with bound_run("restore", config) as run_id:
         try:
             items = load_restore(
-                report_path, nsx_host=config.nsx.host, route_ids=route_ids, from_log=from_log
+                report_path,
+                nsx_host=config.nsx.host,
+                route_ids=route_ids,
+                routers=config.nsx.routers,
+                approved_sha256=plan_sha256,
+                from_log=from_log,
             )
         except PlanError as exc:
             log.error("restore.refused", report=str(report_path), error=str(exc))

@@ -29,6 +29,9 @@ log = structlog.get_logger(__name__)
 class DeletedRows:
     source: Path  # the file read: a report or a journal
     rows: list[dict[str, Any]]  # the deleted routes, as report rows
+    nsx_host: str  # as the source names it
+    from_journal: bool = False
+    recorded_sha256: str | None = None  # an apply report's restore_sha256
 
 
 def deleted_rows(path: Path, *, nsx_host: str) -> DeletedRows:
@@ -36,13 +39,22 @@ def deleted_rows(path: Path, *, nsx_host: str) -> DeletedRows:
     usable there or it belongs to another NSX manager."""
     source = choose_source(path)
     if source.name.endswith(".jsonl"):
-        rows = journal_rows(read_journal(source), nsx_host)
-    else:
-        report = read_report(source, mode="apply")
-        check_host(source, report, nsx_host)
-        rows = [r for r in report["routes"] if r["action"] == Action.DELETED.value]
+        journal = read_journal(source)
+        rows = journal_rows(journal, nsx_host)
+        log.info("restore.source", source=str(source), routes=len(rows))
+        return DeletedRows(source, rows, journal.nsx_host, from_journal=True)
+    report = read_report(source, mode="apply")
+    check_host(source, report, nsx_host)
+    rows = [r for r in report["routes"] if r["action"] == Action.DELETED.value]
     log.info("restore.source", source=str(source), routes=len(rows))
-    return DeletedRows(source, rows)
+    apply = report.get("apply")
+    recorded = apply.get("restore_sha256") if isinstance(apply, dict) else None
+    return DeletedRows(
+        source,
+        rows,
+        report["nsx"]["host"],
+        recorded_sha256=recorded if isinstance(recorded, str) else None,
+    )
 
 
 def choose_source(path: Path) -> Path:
@@ -72,7 +84,8 @@ def journal_rows(journal: JournalContents, nsx_host: str) -> list[dict[str, Any]
         )
     rows = []
     for entry in journal.entries:
-        if not entry.maybe_deleted:
+        if not entry.maybe_deleted or entry.outcome == "gone":
+            # Held or failed: kept. Gone: gone before this run deleted it, never created.
             continue
         body = entry.body or {}
         row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
