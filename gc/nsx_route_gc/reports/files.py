@@ -178,7 +178,7 @@ def _verdict_texts(
         revision_json = _ROW_ENCODER.encode(revision)
         revision_csv = str(revision)
     tags_json = ", ".join([f'{{"scope": {_quote(s)}, "tag": {_quote(t)}}}' for s, t in tags])
-    body = (r.raw or "{}") if keeps_body(v) else "null"
+    body = (r.raw or "{}") if keeps_body(v, error) else "null"
     null = "null"
     text = (
         f'{{"router_path": {_quote(r.router_path)}, "id": {_quote(r.id)}, '

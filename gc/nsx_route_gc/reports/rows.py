@@ -36,7 +36,7 @@ from nsx_route_gc.models import (
 )
 from nsx_route_gc.reports.render import Census, Facts, census, dict_facts
 
-# 2: a row keeps its ``nsx_object`` only when it has an action or a problem (``keeps_body``).
+# 2: a row keeps its ``nsx_object`` only where a reviewer or a restore needs it (``keeps_body``).
 SCHEMA_VERSION = 2
 # Plans and apply reports of these versions are read (1: every managed row had its body).
 READABLE_SCHEMA_VERSIONS = (1, 2)
@@ -234,17 +234,26 @@ def _row_of(source: RowSource) -> dict[str, Any]:
     return source
 
 
-def keeps_body(v: RouteVerdict) -> bool:
-    """Whether a row carries its NSX body: a row with an action (delete, deleted, held, ...)
-    or a problem (a verdict other than live or foreign, a flag, misplaced: whoever moves it by
-    hand wants the body). A live route's body is NSX's to keep; at 100,000 routes the bodies
-    were most of the report's size."""
+# Verdicts whose rows keep their body without an action: a reviewer fixes or compares these
+# by hand. Orphaned rows always have an action in a scan; listed so that one never loses it.
+_BODY_VERDICTS = frozenset({Verdict.ORPHANED, Verdict.CONFLICT, Verdict.STALE_NEXT_HOP})
+
+
+def keeps_body(v: RouteVerdict, error: str | None = None) -> bool:
+    """Whether a row carries its NSX body: only where a reviewer or a restore needs it. A row
+    with an action (delete, deleted, delete-failed, held, restored); a conflict or a stale
+    next hop; a flag, a severity, an error, or misplaced (whoever moves it by hand wants the
+    body). Live, unattributed and unverified rows without any of those are report-only or
+    judged later, their bodies one GET away: at 100,000 routes, 70,000 unattributed bodies
+    were 65 MB of the report."""
     if v.verdict is Verdict.FOREIGN or v.route.packed is None:
         return False
     return (
         v.action is not Action.NONE
-        or v.verdict is not Verdict.LIVE
+        or v.verdict in _BODY_VERDICTS
         or v.flag is not None
+        or v.severity is not None
+        or error is not None
         or v.expected_router is not None
     )
 
@@ -278,7 +287,7 @@ def route_row(
         "note": note,
         "revision": r.revision,
         "protection": r.protection,
-        "nsx_object": NsxObject(r) if keeps_body(v) else None,
+        "nsx_object": NsxObject(r) if keeps_body(v, error) else None,
     }
 
 
