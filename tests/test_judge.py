@@ -10,6 +10,7 @@ import pytest
 from nsx_route_gc.judge import judge, narrow
 from nsx_route_gc.models import (
     CLUSTER_TAG_SCOPE,
+    EVERY_CLUSTER,
     NODE_TAG_SCOPE,
     Action,
     ClusterInventory,
@@ -430,7 +431,8 @@ def test_seed_setup_retired_or_not() -> None:
     without = judge([listing], [live], Policy(), NOW)
     assert [v.verdict for v in without.verdicts][:3] == [Verdict.UNATTRIBUTED] * 3
     assert without.deletions == ()
-    assert without.verdicts[0].checked_clusters == ("cl2",)
+    # Looked for in every cluster of the run: the report says "*" (the report's clusters).
+    assert without.verdicts[0].checked_clusters == EVERY_CLUSTER
 
 
 def test_ipv6_routes_parse_and_judge() -> None:

@@ -17,6 +17,7 @@ from nsx_route_gc.heap import collector_paused
 from nsx_route_gc.models import (
     CLUSTER_TAG_SCOPE,
     DEFAULT_CCM_CLUSTER_NAME,
+    EVERY_CLUSTER,
     LIMIT_HOLDS,
     NODE_TAG_SCOPE,
     STATIC_ROUTES,
@@ -118,8 +119,6 @@ class _Index:
 
     def __init__(self, clusters: Sequence[ClusterInventory]) -> None:
         self.clusters = clusters
-        # One tuple shared by every unattributed verdict: a copy each would cost 100s of MB.
-        self.cluster_names = tuple(c.name for c in clusters)
         self.by_uid: dict[str, _Owner] = {}
         self.by_name: dict[str, ClusterInventory] = {c.name: c for c in clusters}
         # The exact networks of live nodes' pod CIDRs.
@@ -292,14 +291,14 @@ def _judge_without_node(
                 Verdict.ORPHANED,
                 "no-owner: no known cluster claims this network and the cluster list is complete",
                 node=tagged_node,
-                checked_clusters=index.cluster_names,
+                checked_clusters=EVERY_CLUSTER,
             )
         return RouteVerdict(
             route,
             Verdict.UNATTRIBUTED,
             f"no-owner: no known cluster claims {route.network}",
             node=tagged_node,
-            checked_clusters=index.cluster_names,
+            checked_clusters=EVERY_CLUSTER,
         )
     names = ",".join(sorted(owners))
     by_status: dict[ClusterStatus, list[str]] = defaultdict(list)

@@ -12,7 +12,9 @@ from typing import Any
 
 from nsx_route_gc.models import (
     CLUSTER_TAG_SCOPE,
+    EVERY_CLUSTER,
     NODE_TAG_SCOPE,
+    checked_names,
     parse_managed_id,
     parse_network,
 )
@@ -113,7 +115,10 @@ def _owners(report: dict[str, Any], row: Row) -> list[str]:
         + (", ".join(f"{c['name']} ({', '.join(c['pod_cidrs'])})" for c in containing) or "none")
     ]
     if row.get("checked_clusters"):
-        lines.append("Clusters checked: " + ", ".join(row["checked_clusters"]))
+        names = [c["name"] for c in report["clusters"]]
+        checked = checked_names(row["checked_clusters"], names)
+        every = " (every cluster of the run)" if tuple(row["checked_clusters"]) == EVERY_CLUSTER else ""
+        lines.append(f"Clusters checked{every}: " + (", ".join(checked) or "none"))
     lines.append("Inventories: " + ("; ".join(_state(c) for c in report["clusters"]) or "none"))
     return lines
 

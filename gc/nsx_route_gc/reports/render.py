@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from nsx_route_gc.models import checked_names
+
 Row = dict[str, Any]
 # What the counts and the choice of listed rows need of a row: router path, route id,
 # revision, verdict, action, flag and whether it is misplaced. Read straight from a verdict
@@ -37,12 +39,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str
     return lines
 
 
-def _owner(row: Row) -> str:
+def _owner(row: Row, names: Sequence[str]) -> str:
     if row["cluster"] and row["node"]:
         return f"{row['cluster']}/{row['node']}"
     if row["cluster"]:
         return str(row["cluster"])
-    checked = row["checked_clusters"]
+    checked = checked_names(row["checked_clusters"], names)
     if checked:
         if len(checked) > 5:
             return f"checked {len(checked)} clusters"
@@ -57,7 +59,7 @@ def _route_headers(with_action: bool) -> list[str]:
     return headers
 
 
-def _route_cells(r: Row, with_action: bool) -> list[object]:
+def _route_cells(r: Row, with_action: bool, names: Sequence[str]) -> list[object]:
     cells: list[object] = [
         r["router_path"],
         f"`{r['id']}`",
@@ -65,7 +67,7 @@ def _route_cells(r: Row, with_action: bool) -> list[object]:
         r["next_hops"],
         r["create_time"],
         ("**HIGH** " if r["severity"] == "high" else "") + (r["reason"] or ""),
-        _owner(r),
+        _owner(r, names),
     ]
     if with_action:
         cells += [r["action"], r["hold_reason"] or r.get("error") or r.get("note")]
@@ -280,6 +282,8 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
     """report.md line by line; rows are walked, never all held at once."""
     rows: Sequence[Row] = report["routes"]
     mode = report["mode"]
+    # What a row's checked_clusters ["*"] stands for.
+    names = [c["name"] for c in report["clusters"]]
     header = [
         f"# nsx-route-gc {mode} report",
         "",
@@ -302,7 +306,7 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
     for action, heading in _OUTCOMES.get(mode, ()):
         indices = found.by_action.get(action, _indices())
         yield from _section_lines(
-            heading, rows, indices, with_action=action != "delete", limit=None
+            heading, rows, indices, names, with_action=action != "delete", limit=None
         )
     trouble = problems(report)
     lines = ["", f"## Problems ({len(trouble)})", ""]
@@ -335,12 +339,13 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
             heading,
             rows,
             sections[key],
+            names,
             with_action=False,
             limit=SECTION_LIMIT,
             expected=key == "misplaced",
         )
     yield from _missing_lines(report.get("nodes_without_route", []))
-    yield from _details_lines(rows, found.quiet)
+    yield from _details_lines(rows, found.quiet, names)
     summary = report["summary"]
     counts = ["", "## Counts", ""]
     counts += _table(["verdict", "routes"], [[k, v] for k, v in summary["verdicts"].items() if v])
@@ -349,7 +354,9 @@ def iter_markdown(report: dict[str, Any]) -> Iterator[str]:
     yield from (line + "\n" for line in counts)
 
 
-def _details_lines(rows: Sequence[Row], indices: Sequence[int]) -> Iterator[str]:
+def _details_lines(
+    rows: Sequence[Row], indices: Sequence[int], names: Sequence[str]
+) -> Iterator[str]:
     """Live and foreign routes, collapsed: nothing hidden, nothing in the reviewer's way."""
     yield f"\n## {QUIET_TITLE} ({len(indices)})\n\n"
     if not indices:
@@ -359,7 +366,7 @@ def _details_lines(rows: Sequence[Row], indices: Sequence[int]) -> Iterator[str]
     shown = indices[:SECTION_LIMIT]
     yield from (line + "\n" for line in _table(_route_headers(False), []))
     for i in shown:
-        yield _table_row(_route_cells(rows[i], False)) + "\n"
+        yield _table_row(_route_cells(rows[i], False, names)) + "\n"
     if len(indices) > len(shown):
         yield f"\n... and {len(indices) - len(shown)} more: see report.csv or report.json.\n"
     yield "\n</details>\n"
@@ -372,6 +379,7 @@ def _section_lines(
     title: str,
     rows: Sequence[Row],
     indices: Sequence[int],
+    names: Sequence[str],
     *,
     with_action: bool,
     limit: int | None,
@@ -385,7 +393,7 @@ def _section_lines(
     headers = _route_headers(with_action) + (["expected router"] if expected else [])
     yield from (line + "\n" for line in _table(headers, []))
     for i in shown:
-        cells = _route_cells(rows[i], with_action)
+        cells = _route_cells(rows[i], with_action, names)
         if expected:
             cells.append(rows[i].get("expected_router"))
         yield _table_row(cells) + "\n"
