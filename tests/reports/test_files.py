@@ -37,20 +37,24 @@ from nsx_route_gc.runs.frame import run_metrics
 # or Markdown replaces.
 AWKWARD = ["a,b", 'say "hi"', "two\nlines", "cr\rhere", "ünïcødé ☃ 🎉", "pipe | tab\t", "", "\\"]
 CLUSTERS = tuple(f"cl{i}" for i in range(30))
+COMPACT = (",", ":")
 
 
 def reference_json(report: dict[str, Any]) -> str:
-    """report.json as written when every row was a dictionary encoded by json.dumps."""
+    """report.json as written when every row was a dictionary encoded by json.dumps: the
+    header indented, each row compact on its own line."""
     header = {k: v for k, v in report.items() if k != "routes"}
     text = json.dumps(header, indent=2)
     pieces = [text[: text.rindex("}")].rstrip() + ',\n  "routes": [']
     for i, row in enumerate(report["routes"]):
         body = row["nsx_object"]
         if body is None:
-            line = json.dumps(row)
+            line = json.dumps(row, separators=COMPACT)
         else:
-            rest = json.dumps({k: v for k, v in row.items() if k != "nsx_object"})
-            line = f'{rest[:-1]}, "nsx_object": {body.json_text}}}'
+            rest = json.dumps(
+                {k: v for k, v in row.items() if k != "nsx_object"}, separators=COMPACT
+            )
+            line = f'{rest[:-1]},"nsx_object":{body.json_text}}}'
         pieces.append(("\n    " if i == 0 else ",\n    ") + line)
     pieces.append("\n  ]\n}\n")
     return "".join(pieces)

@@ -117,7 +117,9 @@ def _owners(report: dict[str, Any], row: Row) -> list[str]:
     if row.get("checked_clusters"):
         names = [c["name"] for c in report["clusters"]]
         checked = checked_names(row["checked_clusters"], names)
-        every = " (every cluster of the run)" if tuple(row["checked_clusters"]) == EVERY_CLUSTER else ""
+        every = (
+            " (every cluster of the run)" if tuple(row["checked_clusters"]) == EVERY_CLUSTER else ""
+        )
         lines.append(f"Clusters checked{every}: " + (", ".join(checked) or "none"))
     lines.append("Inventories: " + ("; ".join(_state(c) for c in report["clusters"]) or "none"))
     return lines

@@ -79,8 +79,9 @@ def _plain(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-# One encoder for every row: json.dumps(..., default=...) builds a new one per call.
-_ROW_ENCODER = json.JSONEncoder(default=_plain)
+# One encoder for every row: json.dumps(..., default=...) builds a new one per call. Rows are
+# compact (no space after "," and ":"), one a line: about 60 bytes a row less.
+_ROW_ENCODER = json.JSONEncoder(default=_plain, separators=(",", ":"))
 _quote = encode_basestring_ascii  # what the encoder writes for a str, as json.dumps does
 
 
@@ -96,7 +97,7 @@ def _row_json(row: dict[str, Any]) -> str:
         return _ROW_ENCODER.encode(row)
     # The body goes in as NSX's own compact JSON text; nsx_object is the row's last field.
     rest = _ROW_ENCODER.encode({k: v for k, v in row.items() if k != "nsx_object"})
-    return f'{rest[:-1]}, "nsx_object": {body.json_text}}}'
+    return f'{rest[:-1]},"nsx_object":{body.json_text}}}'
 
 
 def _row_csv(row: dict[str, Any]) -> str:
@@ -141,7 +142,7 @@ def _list_texts(items: tuple[str, ...], cache: _ListTexts) -> tuple[str, str]:
     if texts is None:
         if len(cache) >= _LIST_CACHE_SIZE:
             cache.clear()
-        texts = cache[items] = ("[" + ", ".join(map(_quote, items)) + "]", " ".join(items))
+        texts = cache[items] = ("[" + ",".join(map(_quote, items)) + "]", " ".join(items))
     return texts
 
 
@@ -177,34 +178,34 @@ def _verdict_texts(
     else:
         revision_json = _ROW_ENCODER.encode(revision)
         revision_csv = str(revision)
-    tags_json = ", ".join([f'{{"scope": {_quote(s)}, "tag": {_quote(t)}}}' for s, t in tags])
+    tags_json = ",".join([f'{{"scope":{_quote(s)},"tag":{_quote(t)}}}' for s, t in tags])
     body = (r.raw or "{}") if keeps_body(v, error) else "null"
     null = "null"
     text = (
-        f'{{"router_path": {_quote(r.router_path)}, "id": {_quote(r.id)}, '
-        f'"path": {_quote(r.path)}, '
-        f'"display_name": {null if display_name is None else _quote(display_name)}, '
-        f'"network": {_quote(r.network)}, '
-        f'"next_hops": [{", ".join(map(_quote, hops))}], '
-        f'"tags": [{tags_json}], '
-        f'"create_time": {null if create_time is None else _quote(create_time)}, '
-        f'"verdict": {_quote(verdict)}, '
-        f'"reason": {null if reason is None else _quote(reason)}, '
-        f'"cluster": {null if cluster is None else _quote(cluster)}, '
-        f'"node": {null if node is None else _quote(node)}, '
-        f'"checked_clusters": {checked_json}, '
-        f'"shadows": {null if shadows is None else _quote(shadows)}, '
-        f'"severity": {null if severity is None else _quote(severity)}, '
-        f'"flag": {null if flag is None else _quote(flag)}, '
-        f'"misplaced": {"false" if expected_router is None else "true"}, '
-        f'"expected_router": {null if expected_router is None else _quote(expected_router)}, '
-        f'"action": {_quote(action)}, '
-        f'"hold_reason": {null if hold_reason is None else _quote(hold_reason)}, '
-        f'"error": {null if error is None else _quote(error)}, '
-        f'"note": {null if note is None else _quote(note)}, '
-        f'"revision": {revision_json}, '
-        f'"protection": {null if protection is None else _quote(protection)}, '
-        f'"nsx_object": {body}}}'
+        f'{{"router_path":{_quote(r.router_path)},"id":{_quote(r.id)},'
+        f'"path":{_quote(r.path)},'
+        f'"display_name":{null if display_name is None else _quote(display_name)},'
+        f'"network":{_quote(r.network)},'
+        f'"next_hops":[{",".join(map(_quote, hops))}],'
+        f'"tags":[{tags_json}],'
+        f'"create_time":{null if create_time is None else _quote(create_time)},'
+        f'"verdict":{_quote(verdict)},'
+        f'"reason":{null if reason is None else _quote(reason)},'
+        f'"cluster":{null if cluster is None else _quote(cluster)},'
+        f'"node":{null if node is None else _quote(node)},'
+        f'"checked_clusters":{checked_json},'
+        f'"shadows":{null if shadows is None else _quote(shadows)},'
+        f'"severity":{null if severity is None else _quote(severity)},'
+        f'"flag":{null if flag is None else _quote(flag)},'
+        f'"misplaced":{"false" if expected_router is None else "true"},'
+        f'"expected_router":{null if expected_router is None else _quote(expected_router)},'
+        f'"action":{_quote(action)},'
+        f'"hold_reason":{null if hold_reason is None else _quote(hold_reason)},'
+        f'"error":{null if error is None else _quote(error)},'
+        f'"note":{null if note is None else _quote(note)},'
+        f'"revision":{revision_json},'
+        f'"protection":{null if protection is None else _quote(protection)},'
+        f'"nsx_object":{body}}}'
     )
     line = _csv_line(
         [
