@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from nsx_route_gc.cli import cli
 from nsx_route_gc.models import plan_sha256
 from nsx_route_gc.reports.render import to_markdown, to_terminal
+from nsx_route_gc.reports.rows import fill_rows
 from nsx_route_gc.reports.saved_plan import DELETED_BY_THIS_TOOL, restore_sha256
 from nsx_route_gc.runs import frame as app
 from nsx_route_gc.runs.apply import run_apply
@@ -43,6 +44,7 @@ APPLY_DIR = "CHG-1234/apply"
 def pinned(report: dict[str, Any], run_id: str) -> dict[str, Any]:
     """The report as the example shows it: the run-to-run parts fixed, digests made again."""
     report = json.loads(json.dumps(report))
+    fill_rows(report["routes"], report["clusters"])  # as every reader of a report.json does
     report.update(started_at=WHEN, finished_at=WHEN, operator="operator@laptop", run_id=run_id)
     report["config"] = "cfg.yaml"
     report["nsx"]["host"] = HOST

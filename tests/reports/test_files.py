@@ -42,18 +42,17 @@ COMPACT = (",", ":")
 
 def reference_json(report: dict[str, Any]) -> str:
     """report.json as written when every row was a dictionary encoded by json.dumps: the
-    header indented, each row compact on its own line."""
+    header indented, each row compact on its own line, without its null fields."""
     header = {k: v for k, v in report.items() if k != "routes"}
     text = json.dumps(header, indent=2)
     pieces = [text[: text.rindex("}")].rstrip() + ',\n  "routes": [']
     for i, row in enumerate(report["routes"]):
         body = row["nsx_object"]
+        present = {k: v for k, v in row.items() if v is not None and k != "nsx_object"}
         if body is None:
-            line = json.dumps(row, separators=COMPACT)
+            line = json.dumps(present, separators=COMPACT)
         else:
-            rest = json.dumps(
-                {k: v for k, v in row.items() if k != "nsx_object"}, separators=COMPACT
-            )
+            rest = json.dumps(present, separators=COMPACT)
             line = f'{rest[:-1]},"nsx_object":{body.json_text}}}'
         pieces.append(("\n    " if i == 0 else ",\n    ") + line)
     pieces.append("\n  ]\n}\n")

@@ -92,11 +92,17 @@ def _json_head(report: dict[str, Any]) -> str:
 
 
 def _row_json(row: dict[str, Any]) -> str:
+    # A field that is null is left out (schema 2: a missing field is null; readers fill it
+    # back with rows.fill_rows).
     body = row.get("nsx_object")
+    present = {k: v for k, v in row.items() if v is not None and k != "nsx_object"}
+    if body is None:
+        return _ROW_ENCODER.encode(present)
     if not isinstance(body, NsxObject):
-        return _ROW_ENCODER.encode(row)
+        present["nsx_object"] = body
+        return _ROW_ENCODER.encode(present)
     # The body goes in as NSX's own compact JSON text; nsx_object is the row's last field.
-    rest = _ROW_ENCODER.encode({k: v for k, v in row.items() if k != "nsx_object"})
+    rest = _ROW_ENCODER.encode(present)
     return f'{rest[:-1]},"nsx_object":{body.json_text}}}'
 
 
@@ -146,6 +152,11 @@ def _list_texts(items: tuple[str, ...], cache: _ListTexts) -> tuple[str, str]:
     return texts
 
 
+def _opt(key: str, value: str | None) -> str:
+    """A text field of a row's JSON, or nothing when it is null (left out of the row)."""
+    return "" if value is None else f',"{key}":{_quote(value)}'
+
+
 def _verdict_texts(
     v: RouteVerdict, error: str | None, note: str | None, lists: _ListTexts
 ) -> tuple[str, str]:
@@ -171,41 +182,30 @@ def _verdict_texts(
     tags = r.tags
     checked_json, checked_csv = _list_texts(v.checked_clusters, lists)
     if revision is None:
-        revision_json = "null"
-        revision_csv = ""
+        revision_json = revision_csv = ""
     elif type(revision) is int:
-        revision_json = revision_csv = str(revision)
+        revision_csv = str(revision)
+        revision_json = f',"revision":{revision_csv}'
     else:
-        revision_json = _ROW_ENCODER.encode(revision)
+        revision_json = f',"revision":{_ROW_ENCODER.encode(revision)}'
         revision_csv = str(revision)
     tags_json = ",".join([f'{{"scope":{_quote(s)},"tag":{_quote(t)}}}' for s, t in tags])
-    body = (r.raw or "{}") if keeps_body(v, error) else "null"
-    null = "null"
+    body = f',"nsx_object":{r.raw or "{}"}' if keeps_body(v, error) else ""
+    # Null fields are left out, as _row_json leaves them.
     text = (
-        f'{{"router_path":{_quote(r.router_path)},"id":{_quote(r.id)},'
-        f'"path":{_quote(r.path)},'
-        f'"display_name":{null if display_name is None else _quote(display_name)},'
-        f'"network":{_quote(r.network)},'
-        f'"next_hops":[{",".join(map(_quote, hops))}],'
-        f'"tags":[{tags_json}],'
-        f'"create_time":{null if create_time is None else _quote(create_time)},'
-        f'"verdict":{_quote(verdict)},'
-        f'"reason":{null if reason is None else _quote(reason)},'
-        f'"cluster":{null if cluster is None else _quote(cluster)},'
-        f'"node":{null if node is None else _quote(node)},'
-        f'"checked_clusters":{checked_json},'
-        f'"shadows":{null if shadows is None else _quote(shadows)},'
-        f'"severity":{null if severity is None else _quote(severity)},'
-        f'"flag":{null if flag is None else _quote(flag)},'
-        f'"misplaced":{"false" if expected_router is None else "true"},'
-        f'"expected_router":{null if expected_router is None else _quote(expected_router)},'
-        f'"action":{_quote(action)},'
-        f'"hold_reason":{null if hold_reason is None else _quote(hold_reason)},'
-        f'"error":{null if error is None else _quote(error)},'
-        f'"note":{null if note is None else _quote(note)},'
-        f'"revision":{revision_json},'
-        f'"protection":{null if protection is None else _quote(protection)},'
-        f'"nsx_object":{body}}}'
+        f'{{"router_path":{_quote(r.router_path)},"id":{_quote(r.id)},"path":{_quote(r.path)}'
+        f"{_opt('display_name', display_name)}"
+        f',"network":{_quote(r.network)},"next_hops":[{",".join(map(_quote, hops))}]'
+        f',"tags":[{tags_json}]{_opt("create_time", create_time)}'
+        f',"verdict":{_quote(verdict)}{_opt("reason", reason)}'
+        f"{_opt('cluster', cluster)}{_opt('node', node)}"
+        f',"checked_clusters":{checked_json}{_opt("shadows", shadows)}'
+        f"{_opt('severity', severity)}{_opt('flag', flag)}"
+        f',"misplaced":{"false" if expected_router is None else "true"}'
+        f"{_opt('expected_router', expected_router)}"
+        f',"action":{_quote(action)}{_opt("hold_reason", hold_reason)}'
+        f"{_opt('error', error)}{_opt('note', note)}"
+        f"{revision_json}{_opt('protection', protection)}{body}}}"
     )
     line = _csv_line(
         [

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, overload
 
 from nsx_route_gc import __version__
 from nsx_route_gc.models import (
+    EVERY_CLUSTER,
     LIMIT_HOLDS,
     Action,
     ClusterInventory,
@@ -68,6 +69,30 @@ ROW_FIELDS = (
     "protection",
     "nsx_object",
 )
+
+
+_EVERY = list(EVERY_CLUSTER)
+
+
+def fill_rows(rows: Iterable[dict[str, Any]], clusters: object) -> None:
+    """Rows read from a report.json made whole again, in place, for every reader: a field a
+    schema 2 row leaves out is null, and ``checked_clusters`` ``["*"]`` is the report's
+    ``clusters`` by name (one list shared by every such row)."""
+    every: list[str] | None = None
+    for row in rows:
+        for name in ROW_FIELDS:
+            if name not in row:
+                row[name] = None
+        if row["checked_clusters"] == _EVERY:
+            if every is None:
+                every = _cluster_names(clusters)
+            row["checked_clusters"] = every
+
+
+def _cluster_names(clusters: object) -> list[str]:
+    if not isinstance(clusters, list):
+        return []
+    return [c["name"] for c in clusters if isinstance(c, dict) and isinstance(c.get("name"), str)]
 
 
 def operator_name() -> str:

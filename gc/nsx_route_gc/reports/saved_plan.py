@@ -21,7 +21,6 @@ from typing import Any
 
 from nsx_route_gc.errors import PlanError
 from nsx_route_gc.models import (
-    EVERY_CLUSTER,
     Verdict,
     parse_network,
     plan_sha256,
@@ -29,7 +28,12 @@ from nsx_route_gc.models import (
     static_route_path,
     tier1_router,
 )
-from nsx_route_gc.reports.rows import READABLE_SCHEMA_VERSIONS, deletion_key, proposed
+from nsx_route_gc.reports.rows import (
+    READABLE_SCHEMA_VERSIONS,
+    deletion_key,
+    fill_rows,
+    proposed,
+)
 from nsx_route_gc.untrusted import UntrustedInput, load_json
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
@@ -137,26 +141,6 @@ def read_report(path: Path, *, mode: str | None) -> dict[str, Any]:
         _check_row(path, i, row)
     fill_rows(routes, report.get("clusters"))
     return report
-
-
-def fill_rows(rows: list[dict[str, Any]], clusters: object) -> None:
-    """Each row as every reader expects it, in place: ``checked_clusters`` ``["*"]`` spelt
-    out as the report's clusters (one list shared by every such row)."""
-    every: list[str] | None = None
-    for row in rows:
-        if row.get("checked_clusters") == _EVERY:
-            if every is None:
-                every = _cluster_names(clusters)
-            row["checked_clusters"] = every
-
-
-_EVERY = list(EVERY_CLUSTER)
-
-
-def _cluster_names(clusters: object) -> list[str]:
-    if not isinstance(clusters, list):
-        return []
-    return [c["name"] for c in clusters if isinstance(c, dict) and isinstance(c.get("name"), str)]
 
 
 def check_host(path: Path, report: dict[str, Any], nsx_host: str) -> None:
