@@ -42,13 +42,16 @@ COMPACT = (",", ":")
 
 def reference_json(report: dict[str, Any]) -> str:
     """report.json as written when every row was a dictionary encoded by json.dumps: the
-    header indented, each row compact on its own line, without its null fields."""
+    header indented, each row compact on its own line, without its null fields or a path
+    that its router and id make."""
     header = {k: v for k, v in report.items() if k != "routes"}
     text = json.dumps(header, indent=2)
     pieces = [text[: text.rindex("}")].rstrip() + ',\n  "routes": [']
     for i, row in enumerate(report["routes"]):
         body = row["nsx_object"]
         present = {k: v for k, v in row.items() if v is not None and k != "nsx_object"}
+        if present.get("path") == f"{row['router_path']}/static-routes/{row['id']}":
+            del present["path"]
         if body is None:
             line = json.dumps(present, separators=COMPACT)
         else:

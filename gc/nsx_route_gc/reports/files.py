@@ -32,6 +32,7 @@ from nsx_route_gc.reports.rows import (
     Rows,
     iso_ms,
     keeps_body,
+    made_path,
     route_row,
 )
 
@@ -92,10 +93,12 @@ def _json_head(report: dict[str, Any]) -> str:
 
 
 def _row_json(row: dict[str, Any]) -> str:
-    # A field that is null is left out (schema 2: a missing field is null; readers fill it
-    # back with rows.fill_rows).
+    # A field that is null is left out (schema 2: a missing field is null), and so is a path
+    # made of the row's router and id; readers fill both back with rows.fill_rows.
     body = row.get("nsx_object")
     present = {k: v for k, v in row.items() if v is not None and k != "nsx_object"}
+    if present.get("path") == made_path(row.get("router_path"), row.get("id")):
+        del present["path"]
     if body is None:
         return _ROW_ENCODER.encode(present)
     if not isinstance(body, NsxObject):
@@ -191,9 +194,11 @@ def _verdict_texts(
         revision_csv = str(revision)
     tags_json = ",".join([f'{{"scope":{_quote(s)},"tag":{_quote(t)}}}' for s, t in tags])
     body = f',"nsx_object":{r.raw or "{}"}' if keeps_body(v, error) else ""
+    path = r.path
+    path_json = "" if path == made_path(r.router_path, r.id) else _opt("path", path)
     # Null fields are left out, as _row_json leaves them.
     text = (
-        f'{{"router_path":{_quote(r.router_path)},"id":{_quote(r.id)},"path":{_quote(r.path)}'
+        f'{{"router_path":{_quote(r.router_path)},"id":{_quote(r.id)}{path_json}'
         f"{_opt('display_name', display_name)}"
         f',"network":{_quote(r.network)},"next_hops":[{",".join(map(_quote, hops))}]'
         f',"tags":[{tags_json}]{_opt("create_time", create_time)}'

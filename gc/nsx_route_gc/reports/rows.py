@@ -25,6 +25,7 @@ from nsx_route_gc import __version__
 from nsx_route_gc.models import (
     EVERY_CLUSTER,
     LIMIT_HOLDS,
+    STATIC_ROUTES,
     Action,
     ClusterInventory,
     MissingRoute,
@@ -74,12 +75,23 @@ ROW_FIELDS = (
 _EVERY = list(EVERY_CLUSTER)
 
 
+def made_path(router_path: object, route_id: object) -> str | None:
+    """The policy path a route's router and id make, as NSX writes it (not checked: readers
+    that write to NSX check router and id, and compare the path, with saved_plan)."""
+    if not isinstance(router_path, str) or not isinstance(route_id, str):
+        return None
+    return f"{router_path}{STATIC_ROUTES}{route_id}"
+
+
 def fill_rows(rows: Iterable[dict[str, Any]], clusters: object) -> None:
     """Rows read from a report.json made whole again, in place, for every reader: a field a
-    schema 2 row leaves out is null, and ``checked_clusters`` ``["*"]`` is the report's
-    ``clusters`` by name (one list shared by every such row)."""
+    schema 2 row leaves out is null, but a missing ``path`` is the one its ``router_path`` and
+    ``id`` make; ``checked_clusters`` ``["*"]`` is the report's ``clusters`` by name (one list
+    shared by every such row)."""
     every: list[str] | None = None
     for row in rows:
+        if "path" not in row:
+            row["path"] = made_path(row.get("router_path"), row.get("id"))
         for name in ROW_FIELDS:
             if name not in row:
                 row[name] = None
