@@ -1,5 +1,6 @@
 """restore --from DIR: the report when the run finished, the journal when it died first;
-gzip reports through apply --plan and restore; schema 1 plans still read (issue 13)."""
+gzip reports through apply --plan and restore; schema 1 plans and apply reports still read
+(issue 13)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from nsx_route_gc.cli import cli
 from nsx_route_gc.errors import PlanError
 from nsx_route_gc.reports.journal import JOURNAL_NAME, Journal, is_finished, read_journal
+from nsx_route_gc.reports.rows import fill_rows
 from nsx_route_gc.runs import frame
 from nsx_route_gc.runs.restore_from import choose_source, deleted_rows
 
@@ -100,16 +102,31 @@ def app_scan(env: Env, directory: Path) -> int:
     return outcome.exit_code
 
 
-def test_a_schema_1_plan_is_still_applied(tmp_path: Path) -> None:
+def as_schema_1(path: Path) -> None:
+    """A report rewritten as schema 1 wrote it: every field on every row (null ones, the
+    path, the checked clusters by name), rows spaced out."""
+    doc = read(path)
+    assert doc["schema_version"] == 2
+    fill_rows(doc["routes"], doc["clusters"])
+    doc["schema_version"] = 1
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def test_a_schema_1_plan_and_apply_report_are_still_applied_and_restored(
+    tmp_path: Path,
+) -> None:
     with simulated(tmp_path) as env:
+        original = env.routes()
         plan = env.scan()
-        doc = read(plan)
-        assert doc["schema_version"] == 2
-        doc["schema_version"] = 1
-        plan.write_text(json.dumps(doc))
+        as_schema_1(plan)
         outcome = env.apply(plan)
         assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
         assert not CL1_IDS & env.route_ids()
+        as_schema_1(tmp_path / "apply" / "report.json")
+        restored = env.restore(tmp_path / "apply")
+        assert restored.exit_code == 0, restored.report and restored.report["errors"]
+        assert set(rows(restored)) == CL1_IDS
+        assert env.routes().keys() == original.keys()
 
 
 def test_an_empty_directory_is_refused_naming_it(tmp_path: Path) -> None:
