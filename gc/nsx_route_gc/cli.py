@@ -447,9 +447,10 @@ def apply_command(
             "--batch-size",
             metavar="N",
             callback=_positive,
-            help="Routes per hierarchical delete call.",
+            help="Routes per hierarchical delete call, filled across the Tier-1s of one space "
+            "(/infra, or one project).",
         ),
-    ] = 100,
+    ] = 1000,
     tkg_config: TkgOption = None,
     keep_runs: KeepRunsOption = None,
     compress: GzipOption = False,

@@ -71,7 +71,10 @@ class NsxSettings:
     max_attempts: int = 6  # per call, retries on 429/502/503/504 and connection errors
     deadline: float = 300.0  # seconds, a call and its retries together
     rate_limit: float = 90.0  # requests per second, client-side token bucket
-    concurrency: int = 8  # routers listed at once
+    concurrency: int = 8  # NSX calls in flight at the start of a run
+    # The most calls in flight the adaptive limit opens while answers come back slowly
+    # (nsx.concurrency): under NSX's 40 per client, leaving room for a retry's overlap.
+    max_concurrency: int = 32
     # auth: vmc. The CSP API (refresh) token, the token exchange URL, and what verifies the
     # auth host: the system trust store, or $REQUESTS_CA_BUNDLE (never nsx.ca_file).
     vmc_token: Secret | None = None
@@ -464,6 +467,7 @@ class _Reader:
                 "page_size",
                 "rate_limit",
                 "concurrency",
+                "max_concurrency",
                 "max_attempts",
                 "vmc_access_token_file",
                 "vmc_auth_host",
@@ -536,6 +540,7 @@ class _Reader:
                     f"{router!r} is not a Tier-1 policy path (/infra/tier-1s/<id> or "
                     "/orgs/default/projects/<project>/infra/tier-1s/<id>)",
                 )
+        concurrency, max_concurrency = self._concurrency(data)
         return NsxSettings(
             base_url=base_url,
             username=username,
@@ -549,10 +554,24 @@ class _Reader:
             timeout=self.number(data.get("timeout", 30), "nsx.timeout", 1, 600),
             page_size=int(self.number(data.get("page_size", 1000), "nsx.page_size", 1, 1000)),
             rate_limit=self.number(data.get("rate_limit", 90), "nsx.rate_limit", 1, 10000),
-            concurrency=int(self.number(data.get("concurrency", 8), "nsx.concurrency", 1, 39)),
+            concurrency=concurrency,
+            max_concurrency=max_concurrency,
             max_attempts=int(self.number(data.get("max_attempts", 6), "nsx.max_attempts", 1, 20)),
             **self._vmc_auth(auth, vmc_token, data, environ),
         )
+
+    def _concurrency(self, data: dict[str, Any]) -> tuple[int, int]:
+        """nsx.concurrency (calls in flight at the start) and nsx.max_concurrency (the most
+        the adaptive limit opens): NSX answers 503 beyond 40 in flight per client."""
+        concurrency = int(self.number(data.get("concurrency", 8), "nsx.concurrency", 1, 39))
+        maximum = data.get("max_concurrency", max(32, concurrency))
+        max_concurrency = int(self.number(maximum, "nsx.max_concurrency", 1, 39))
+        if max_concurrency < concurrency:
+            raise self.fail(
+                "nsx.max_concurrency",
+                f"{max_concurrency} is below nsx.concurrency ({concurrency}), where runs start",
+            )
+        return concurrency, max_concurrency
 
     def _vmc_token(self, data: dict[str, Any], environ: Mapping[str, str]) -> Secret | None:
         if environ.get("NSXT_VMC_ACCESS_TOKEN", "").strip():

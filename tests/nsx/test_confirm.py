@@ -98,7 +98,7 @@ def test_one_search_confirms_every_router_instead_of_a_listing_each() -> None:
 
         results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_search": 1}
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 1}
         assert notes(results) == {NOTE_DELETED}
         assert [r.key for r in results] == [(v.route.router_path, v.route.id) for v in candidates]
         assert sim.nsx.route_count() == 8
@@ -110,7 +110,7 @@ def test_without_the_listing_each_router_is_listed_again() -> None:
 
         results = delete(sim, nsx, candidates)
 
-        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_list_routes": 4}
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_list_routes": 4}
         assert notes(results) == {NOTE_DELETED}
 
 
@@ -136,7 +136,7 @@ def test_a_survivor_missing_from_the_search_makes_its_router_listed() -> None:
         with capture_logs() as logs:
             results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_search": 1, "nsx_list_routes": 1}
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 1, "nsx_list_routes": 1}
         assert untrusted(logs) == {ROUTERS[1]: "survivors-missing"}
         assert notes(results) == {NOTE_DELETED}
 
@@ -148,7 +148,7 @@ def test_a_router_losing_every_route_has_nothing_to_vouch_for_the_search() -> No
         with capture_logs() as logs:
             results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_search": 1, "nsx_list_routes": 1}
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 1, "nsx_list_routes": 1}
         assert untrusted(logs) == {ROUTERS[0]: "no-survivors"}
         assert notes(results) == {NOTE_DELETED}
         assert sim.nsx.route_count(ROUTERS[0]) == 0
@@ -165,7 +165,7 @@ def test_a_failed_search_makes_its_routers_listed() -> None:
         with capture_logs() as logs:
             results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_list_routes": 4}
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_list_routes": 4}
         failure = [e for e in logs if e["event"] == "routes.confirm_search_failed"]
         assert [(e["routers"], e["fallback"]) for e in failure] == [(4, "listing")]
         assert "ConnectionError" in failure[0]["error"]
@@ -199,7 +199,7 @@ def test_a_route_the_search_still_shows_is_confirmed_by_listing_its_router() -> 
         with capture_logs() as logs:
             results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 4, "nsx_list_routes": 4}
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_list_routes": 4}
         shown = [e for e in logs if e["event"] == "router.confirm_search_shows"]
         assert sorted((e["router"], e["routes"]) for e in shown) == [(r, 2) for r in ROUTERS]
         assert notes(results) == {NOTE_DELETED}
@@ -213,14 +213,14 @@ def test_marked_for_delete_in_the_search_is_deleted_and_marked() -> None:
 
         results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 4}  # no listing
+        assert calls(sim) == {"nsx_hierarchical": 1}  # no listing
         assert notes(results) == {NOTE_MARKED}
 
 
 class IgnoringDeletes(NsxClient):
     """NSX accepts the batch but the routes stay (as if the delete never took effect)."""
 
-    def hierarchical_delete(self, router_path: str, routes: Any, **kw: Any) -> None:
+    def hierarchical_delete(self, routes: Any, **kw: Any) -> None:
         return None
 
 
@@ -312,7 +312,7 @@ def test_a_search_index_in_trouble_makes_the_routers_listed(code: int) -> None:
             results = delete(sim, nsx, candidates, listed=listed)
 
         assert calls(sim) == {
-            "nsx_hierarchical": len(ROUTERS),
+            "nsx_hierarchical": 1,
             "nsx_search": 1,
             "injected_400": 1,
             "nsx_list_routes": len(ROUTERS),

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -253,11 +253,9 @@ def test_a_batch_rejected_for_a_vanished_route_still_deletes_the_rest(tmp_path: 
         class Racing(NsxClient):
             """The route vanishes between its re-read and the batch that deletes it."""
 
-            def hierarchical_delete(
-                self, router_path: str, routes: Sequence[Route], **kw: Any
-            ) -> None:
+            def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
                 env.sim.nsx.remove_route(T1, CL1_A)
-                super().hierarchical_delete(router_path, routes, **kw)
+                super().hierarchical_delete(routes, **kw)
 
         outcome = env.apply(nsx_factory=lambda s: Racing(s, sleep=lambda _: None))
         by_id = rows(outcome)
@@ -309,16 +307,16 @@ class MarkingNsx:
 
     def hierarchical_delete(
         self,
-        router_path: str,
-        routes: Sequence[Route],
+        routes: Mapping[str, Sequence[Route]],
         *,
         allow_overwrite: bool = False,
     ) -> None:
-        self.batches.append(list(routes))
+        sent = [r for listed in routes.values() for r in listed]
+        self.batches.append(sent)
         if self.forget:
             return
         for path, route in list(self.routes.items()):
-            if route.id in {r.id for r in routes}:
+            if route.id in {r.id for r in sent}:
                 body = {**(route.nsx_object or {}), "marked_for_delete": True}
                 self.routes[path] = Route(
                     route.router_path,

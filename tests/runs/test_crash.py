@@ -61,6 +61,7 @@ def crash_env(tmp_path: Path) -> Iterator[Crash]:
         config = sim.write_config(tmp_path / "sim")
         data = yaml.safe_load(config.read_text())
         data["nsx"]["concurrency"] = 2
+        data["nsx"]["max_concurrency"] = 2  # batches land in rounds: a kill catches some
         config.write_text(yaml.safe_dump(data))
         yield Crash(sim, config, tmp_path / "reports", routes_of(sim))
 

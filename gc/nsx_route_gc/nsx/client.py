@@ -20,6 +20,7 @@ import structlog
 
 from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import NsxError
+from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import (
     NODE_TAG_SCOPE,
     STATIC_ROUTES,
@@ -93,6 +94,16 @@ class NsxClient:
         self._http.close()
 
     @property
+    def concurrency_peak(self) -> int:
+        """The widest the adaptive in-flight limit was this run (the run summary says it)."""
+        return self._http.concurrency_peak
+
+    @property
+    def workers(self) -> int:
+        """Threads worth giving to work that makes NSX calls: as many as may be in flight."""
+        return self._http.max_in_flight
+
+    @property
     def request_counts(self) -> dict[str, int]:
         """HTTP requests sent by kind (attempts included), and ``retry_<status>``,
         ``retry_connection`` and ``relogin`` events."""
@@ -108,9 +119,15 @@ class NsxClient:
         self._http.authenticate()
         if self._settings.routers:
             return list(self._settings.routers)
-        found = set(self._tier1_paths("/infra"))
-        for project in self._project_paths():
-            found.update(self._tier1_paths(f"{project}/infra"))
+        # /infra's Tier-1s and the projects are asked for at once, then every project's
+        # Tier-1s at once: on a slow manager each round trip in a row is the run's time.
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tier1s") as pool:
+            infra = pool.submit(carry_context(self._tier1_paths), "/infra")
+            projects = self._project_paths()
+            found = set(infra.result())
+            listed = pool.map(carry_context(self._tier1_paths), [f"{p}/infra" for p in projects])
+            for paths in listed:
+                found.update(paths)
         routers = sorted(found)
         log.info("nsx.routers.discovered", routers=len(routers))
         return routers
@@ -198,48 +215,55 @@ class NsxClient:
 
     def hierarchical_delete(
         self,
-        router_path: str,
-        routes: Sequence[Route],
+        routes: Mapping[str, Sequence[Route]],
         *,
         allow_overwrite: bool = False,
     ) -> None:
-        """Delete several routes of one router in one transaction, each as it was listed
+        """Delete the routes of several Tier-1s of one space (``/infra``, or one project's
+        infra) in one transaction: ``routes`` maps each router to its routes. One
+        ``ChildResourceReference`` per Tier-1; each route goes as it was listed
         (``network``, ``next_hops``, ``tags``... and its ``_revision``) with
         ``marked_for_delete``, as nsx-operator does: a StaticRoutes stub without ``network``
         and ``next_hops`` may be refused. ``enforce_revision_check=true`` makes NSX refuse
-        the batch when any route changed since it was listed."""
-        if not routes:
-            return
-        router = router_path.rstrip("/")
-        match = TIER1_PATH.match(router)
-        if match is None or not tier1_router(router):
-            raise NsxError(f"not a Tier-1 policy path: {router_path}")
-        for route in routes:
-            # Each child is placed by the tree (this router, its id): nothing a listed route
-            # says about its own path reaches the body, and its id must be a plain one.
-            if not safe_id(route.id):
-                raise NsxError(
-                    f"refused to delete route {route.id!r} on {router_path}: "
-                    "not a plain static route id"
-                )
-        children = [_child_delete(route, router) for route in routes]
-        body = {
-            "resource_type": "Infra",
-            "children": [
+        the whole batch when any route changed since it was listed."""
+        references = []
+        spaces = set()
+        for router_path, listed in routes.items():
+            if not listed:
+                continue
+            router = router_path.rstrip("/")
+            match = TIER1_PATH.match(router)
+            if match is None or not tier1_router(router):
+                raise NsxError(f"not a Tier-1 policy path: {router_path}")
+            for route in listed:
+                # Each child is placed by the tree (this router, its id): nothing a listed
+                # route says about its own path reaches the body, and its id must be plain.
+                if not safe_id(route.id):
+                    raise NsxError(
+                        f"refused to delete route {route.id!r} on {router_path}: "
+                        "not a plain static route id"
+                    )
+            spaces.add(match["infra"])
+            references.append(
                 {
                     "resource_type": "ChildResourceReference",
                     "target_type": "Tier1",
                     "id": match["id"],
-                    "children": children,
+                    "children": [_child_delete(route, router) for route in listed],
                 }
-            ],
-        }
+            )
+        if not references:
+            return
+        if len(spaces) > 1:
+            # One PATCH goes to one space's infra: a project's Tier-1 under /infra would be
+            # another router altogether.
+            raise NsxError(f"one hierarchical delete cannot span {sorted(spaces)}")
         self._http.request(
             "PATCH",
-            API_PREFIX + match["infra"],
+            API_PREFIX + spaces.pop(),
             kind="hierarchical",
             params={"enforce_revision_check": "true"},
-            json_body=body,
+            json_body={"resource_type": "Infra", "children": references},
             headers=_overwrite_header(allow_overwrite),
         )
 

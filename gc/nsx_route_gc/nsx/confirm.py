@@ -28,7 +28,7 @@ import structlog
 
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.logs import carry_context
-from nsx_route_gc.nsx.query import route_search_chunks
+from nsx_route_gc.nsx.query import SEARCH_PAGE, SEARCH_RESULTS_MAX, route_search_chunks
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ def search_presence(
             searchable[router] = len(deleted[router]) + len(survivors[router])
         else:
             _untrusted(router, "no-survivors")
-    chunks = route_search_chunks(searchable)
+    chunks = route_search_chunks(searchable, max_results=chunk_results(searchable, workers))
     for router in searchable.keys() - {r for chunk in chunks for r in chunk}:
         _untrusted(router, "not-searchable")
 
@@ -91,6 +91,16 @@ def search_presence(
             for answer in pool.map(carry_context(one_chunk), chunks):
                 trusted.update(answer)
     return trusted
+
+
+def chunk_results(expected: Mapping[str, int], workers: int) -> int:
+    """How many results one query may expect: whole pages, enough queries for every worker
+    (a search pages one round trip at a time; queries run side by side), and within the
+    depth a cursor may page."""
+    total = sum(expected.values())
+    pages = -(-total // SEARCH_PAGE)
+    per_query = max(1, -(-pages // max(1, workers)))
+    return min(SEARCH_RESULTS_MAX, per_query * SEARCH_PAGE)
 
 
 def _untrusted(router: str, reason: str, **details: int) -> None:

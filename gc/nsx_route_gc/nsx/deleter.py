@@ -4,13 +4,17 @@ The candidates come from a listing of their router made in this very run (apply 
 lists afresh, for a saved plan too): that listing is the re-read before deletion, and its
 ``_revision`` goes with each route into the hierarchical delete with
 ``enforce_revision_check=true``, so NSX itself refuses a batch when any route in it changed
-or vanished since. A rejected batch is retried route by route (a direct re-read, then
-DELETE), so one bad route cannot hold back the rest and a changed route is held.
+or vanished since. A batch holds up to ``batch_size`` routes of many Tier-1s of one space
+(one ``ChildResourceReference`` per Tier-1): 5,000 deletions over 200 routers are 5 calls,
+not 200. A rejected batch is retried route by route (a direct re-read, then DELETE), so one
+bad route cannot hold back the rest and a changed route is held. The blast-radius limits
+were applied per router before (judgement, ``apply_limits``): batching does not change what
+is deleted, only how many calls carry it.
 
 A deletion counts only once a read confirms the route is gone (absent, or
 ``marked_for_delete`` while NSX realizes it), and never one read per route, which keeps a
-run of thousands of deletions within the manager's rate limit. Once every router's batches
-are sent, a few searches cover the accepted deletions of many routers at once, where the
+run of thousands of deletions within the manager's rate limit. Once every batch
+is sent, a few searches cover the accepted deletions of many routers at once, where the
 search can be trusted (``confirm`` says when); every other router is listed once more, and
 a route the search still shows is confirmed by its router's listing too.
 """
@@ -30,6 +34,7 @@ from nsx_route_gc.errors import NsxApiError, NsxError
 from nsx_route_gc.logs import carry_context
 from nsx_route_gc.models import STATIC_ROUTES, Action, Route, RouteVerdict, parse_network
 from nsx_route_gc.nsx.confirm import Presence, RouteSearch, search_presence
+from nsx_route_gc.nsx.query import TIER1_PATH
 from nsx_route_gc.nsx.transport import is_revision_conflict
 from nsx_route_gc.ports import DeletionJournal, NoJournal
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
@@ -39,7 +44,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCH_SIZE = 1000
 REQUIRE_OVERRIDE = "REQUIRE_OVERRIDE"
 
 NOTE_DELETED = "deleted: confirmed gone"
@@ -56,11 +61,7 @@ class RouteWriter(RouteSearch, Protocol):
     def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool: ...
 
     def hierarchical_delete(
-        self,
-        router_path: str,
-        routes: Sequence[Route],
-        *,
-        allow_overwrite: bool = False,
+        self, routes: Mapping[str, Sequence[Route]], *, allow_overwrite: bool = False
     ) -> None: ...
 
 
@@ -138,47 +139,82 @@ class Deleter:
         *,
         listed: Mapping[str, Collection[str]] | None = None,
     ) -> list[DeletionResult]:
-        """Delete ``candidates`` (each with the revision it was listed at), router by router,
-        then confirm the deletions NSX accepted.
+        """Delete ``candidates`` (each with the revision it was listed at), then confirm the
+        deletions NSX accepted.
 
-        ``listed`` (router -> path of every route this run listed on it) lets searches confirm
-        many routers at once; without it every router with accepted deletions is listed
-        again. Routers are worked on concurrently (``workers``, the NSX client's own
-        concurrency), each router's batches in order; results come back in the order of
-        ``candidates``' routers.
+        Batches fill up to ``batch_size`` routes across routers of one space (``/infra`` or
+        one project's infra: one hierarchical PATCH goes to one), several in flight at once
+        (``workers``). The routes of a refused batch then go one by one, also concurrently.
+        ``listed`` (router -> path of every route this run listed on it) lets searches
+        confirm many routers at once; without it every router with accepted deletions is
+        listed again. Results come back in the order of ``candidates``' routers.
         """
         by_router: dict[str, list[RouteVerdict]] = {}
         for v in candidates:
             by_router.setdefault(v.route.router_path, []).append(v)
         task = self.progress.task("deletions done", total=len(candidates))
+        for router, routes in by_router.items():
+            log.info("router.deleting", router=router, routes=len(routes))
 
-        def send(item: tuple[str, list[RouteVerdict]]) -> tuple[Decided, list[RouteVerdict]]:
-            router, routes = item
-            decided, accepted = self._send_router(router, routes)
-            task.advance(len(decided))
-            if not accepted:
-                _log_router(routes, decided)
-            return decided, accepted
+        refused: list[tuple[int, RouteVerdict]] = []
+        accepted_keys: set[tuple[str, str]] = set()
+        batches = self.batches(candidates)
+        for batch, number in zip(batches, self._map(self._send_batch, batches), strict=True):
+            if number is None:
+                accepted_keys.update(_key(v) for v in batch)
+            else:
+                refused.extend((number, v) for v in batch)
 
-        sent = dict(zip(by_router, self._map(send, list(by_router.items())), strict=True))
-        accepted = {router: acc for router, (_, acc) in sent.items() if acc}
+        def one_by_one(item: tuple[int, RouteVerdict]) -> DeletionResult:
+            result = self._delete_one(item[1], item[0])
+            task.advance()
+            return result
+
+        decided: dict[str, Decided] = {router: {} for router in by_router}
+        for result in self._map(one_by_one, refused):
+            decided[result.verdict.route.router_path][result.key] = result
+        accepted = {
+            router: [v for v in routes if _key(v) in accepted_keys]
+            for router, routes in by_router.items()
+        }
+        accepted = {router: routes for router, routes in accepted.items() if routes}
+        for router, routes in by_router.items():
+            if router not in accepted:
+                _log_router(routes, decided[router])
         presence = self._search(accepted, by_router, listed)
 
         def confirm(router: str) -> Decided:
-            decided = sent[router][0]
             confirmed = self._confirm_accepted(router, accepted[router], presence.get(router))
             self._record(list(confirmed.values()))
-            done = {**decided, **confirmed}
-            task.advance(len(done) - len(decided))
+            done = {**decided[router], **confirmed}
+            task.advance(len(confirmed))
             # Logged as soon as known: the log is the way back when the report is lost.
             _log_router(by_router[router], done)
             return done
 
         final = dict(zip(accepted, self._map(confirm, list(accepted)), strict=True))
         return [
-            (final.get(router) or sent[router][0])[_key(v)]
+            (final.get(router) or decided[router])[_key(v)]
             for router, routes in by_router.items()
             for v in routes
+        ]
+
+    def batches(self, candidates: Sequence[RouteVerdict]) -> list[list[RouteVerdict]]:
+        """``candidates`` cut into hierarchical deletes of up to ``batch_size`` routes, filled
+        across routers: one space per batch (a PATCH goes to one space's infra), and the
+        routes that need ``X-Allow-Overwrite`` in batches of their own, so that the header
+        reaches no other route. A router that is not a Tier-1 path gets batches of its own
+        (refused by the client, they go one by one)."""
+        groups: dict[tuple[str, bool], list[RouteVerdict]] = {}
+        for v in candidates:
+            match = TIER1_PATH.match(v.route.router_path.rstrip("/"))
+            space = match["infra"] if match else v.route.router_path
+            overwrite = self.allow_overwrite and v.route.protection == REQUIRE_OVERRIDE
+            groups.setdefault((space, overwrite), []).append(v)
+        return [
+            routes[start : start + self.batch_size]
+            for routes in groups.values()
+            for start in range(0, len(routes), self.batch_size)
         ]
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -193,23 +229,6 @@ class Deleter:
                 # which must then stop sending instead of deleting everything left.
                 self._stop.set()
                 raise
-
-    def _send_router(
-        self, router: str, routes: Sequence[RouteVerdict]
-    ) -> tuple[Decided, list[RouteVerdict]]:
-        """Send a router's batches: what was decided already (one by one, after a refused
-        batch), and the routes whose batch NSX accepted, still to be confirmed."""
-        log.info("router.deleting", router=router, routes=len(routes))
-        decided: Decided = {}
-        accepted: list[RouteVerdict] = []
-        for start in range(0, len(routes), self.batch_size):
-            batch = routes[start : start + self.batch_size]
-            number = self._send_batch(router, batch)
-            if number is None:
-                accepted.extend(batch)
-            else:
-                decided.update({_key(v): self._delete_one(v, number) for v in batch})
-        return decided, accepted
 
     def _search(
         self,
@@ -264,7 +283,7 @@ class Deleter:
         for number, outcomes in by_batch.items():
             self.journal.outcome(number, outcomes)
 
-    def _send_batch(self, router: str, batch: Sequence[RouteVerdict]) -> int | None:
+    def _send_batch(self, batch: Sequence[RouteVerdict]) -> int | None:
         """Send one hierarchical delete: None when NSX accepted it, else the batch number
         (its routes then go one by one)."""
         self._stopping()
@@ -272,17 +291,21 @@ class Deleter:
             v.route.protection == REQUIRE_OVERRIDE for v in batch
         )
         routes = [v.route for v in batch]
+        by_router: dict[str, list[Route]] = {}
+        for r in routes:
+            by_router.setdefault(r.router_path, []).append(r)
         number = self.journal.sending(routes, via="hierarchical")
         for r in routes:
             self._batch_of[(r.router_path, r.id)] = number
         try:
-            self.nsx.hierarchical_delete(router, routes, allow_overwrite=overwrite)
+            self.nsx.hierarchical_delete(by_router, allow_overwrite=overwrite)
         except NsxError as exc:
             # A revision conflict too: the route-by-route re-read tells which route changed
             # (held) from those that did not.
             log.warning(
                 "routes.batch_rejected",
-                router=router,
+                routers=len(by_router),
+                router=next(iter(by_router)),
                 routes=len(batch),
                 error=str(exc),
                 revision_conflict=is_revision_conflict(exc),
@@ -290,6 +313,7 @@ class Deleter:
             )
             self.journal.outcome(number, [(r, "refused", str(exc)) for r in routes])
             return number
+        log.info("routes.batch_accepted", routers=len(by_router), routes=len(batch))
         self.journal.outcome(number, [(r, "deleted", "batch accepted") for r in routes])
         return None
 

@@ -35,6 +35,7 @@ from requests.adapters import HTTPAdapter
 from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import ConfigError, NsxAccessError, NsxApiError, NsxError
 from nsx_route_gc.logs import register_secret, scrub, secret_forms
+from nsx_route_gc.nsx.concurrency import AdaptiveLimit, Change, InFlightGate
 from nsx_route_gc.nsx.ratelimit import TokenBucket
 
 API_PREFIX = "/policy/api/v1"
@@ -128,7 +129,11 @@ class NsxTransport:
         register_secret(refresh)  # for every log line too, as bound_run does for a run
 
         self._owns_session = session is None
-        self._session = session if session is not None else _new_session(settings.concurrency)
+        self._session = (
+            session
+            if session is not None
+            else _new_session(max(settings.concurrency, settings.max_concurrency))
+        )
         self._session.cookies.set_policy(_RefuseCookies())
         self._sleep = sleep
         self._clock = clock
@@ -139,6 +144,14 @@ class NsxTransport:
             if settings.rate_limit > 0
             else None
         )
+        # The calls in flight: nsx.concurrency at first, adapted up to nsx.max_concurrency.
+        self._limit = AdaptiveLimit(
+            settings.concurrency,
+            settings.max_concurrency,
+            rate=settings.rate_limit if settings.rate_limit > 0 else None,
+            clock=clock,
+        )
+        self._in_flight = InFlightGate(self._limit, on_change=_log_change)
         self._verify = _tls_verify(settings)
         self._manager = _Target(self._verify, self._cert, "nsx.ca_file (or nsx.insecure)")
         self._csp = _Target(
@@ -186,6 +199,16 @@ class NsxTransport:
     def counts(self) -> dict[str, int]:
         with self._counts_lock:
             return dict(sorted(self._counts.items()))
+
+    @property
+    def concurrency_peak(self) -> int:
+        """The widest the in-flight limit was this run."""
+        return self._in_flight.peak
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most calls that may ever be in flight at once: threads beyond it only wait."""
+        return self._limit.maximum
 
     # ------------------------------------------------------------------------------ request
 
@@ -325,10 +348,36 @@ class NsxTransport:
         headers: Mapping[str, str],
         target: _Target,
     ) -> requests.Response | Exception:
-        """One HTTP exchange: the answer, or the transient transport error to retry on."""
-        if self._bucket is not None:
-            self._bucket.acquire()
-        self.count(kind)
+        """One HTTP exchange: the answer, or the transient transport error to retry on.
+
+        It waits for a slot of the in-flight limit, then for a token of the bucket; the
+        time on the wire alone tells the limit how slow the manager is."""
+        self._in_flight.enter()
+        status: int | None = None
+        sent = 0.0
+        try:
+            if self._bucket is not None:
+                self._bucket.acquire()
+            self.count(kind)
+            sent = self._clock()
+            outcome = self._exchange(method, url, path, params, json_body, data, headers, target)
+            if isinstance(outcome, requests.Response):
+                status = outcome.status_code
+            return outcome
+        finally:
+            self._in_flight.leave(self._clock() - sent, status)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        target: _Target,
+    ) -> requests.Response | Exception:
         try:
             return self._session.request(
                 method,
@@ -643,6 +692,10 @@ class NsxTransport:
             for form in sorted(secret_forms(secret) | {secret}, key=len, reverse=True):
                 text = text.replace(form, "***")
         return " ".join(scrub(text).split())
+
+
+def _log_change(change: Change) -> None:
+    log.info("nsx.concurrency.changed", **{"from": change.before}, to=change.after, why=change.why)
 
 
 def _new_session(concurrency: int) -> requests.Session:

@@ -71,7 +71,7 @@ from nsx_route_gc.runs.frame import (
     ended_without_report,
     log_summary,
 )
-from nsx_route_gc.runs.scan import OVERLAP_MIN_AGE, Scanner, ScanResult, utc_now
+from nsx_route_gc.runs.scan import OVERLAP_MIN_AGE, Scanner, ScanResult, nsx_threads, utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -181,6 +181,7 @@ def run_apply(
         if report_dir is None:
             log.warning("apply.no_report_dir", hint="deleted bodies are only in the logs")
         journal: Journal | None = None
+        nsx = None
         try:
             with nsx_factory(config.nsx) as nsx:
                 inventory = inventory_factory(config, progress)
@@ -206,7 +207,7 @@ def run_apply(
                     allow_overwrite=config.policy.allow_overwrite,
                     batch_size=batch_size,
                     sleep=sleep,
-                    workers=config.nsx.concurrency,
+                    workers=nsx_threads(config),
                     progress=progress,
                     journal=journal,
                 )
@@ -238,7 +239,7 @@ def run_apply(
         )
         paths = _write(report, report_dir, journal, compress=compress)
         code = EXIT_FAILURE if report["errors"] else EXIT_OK
-        log_summary(report, code, started, metrics=config.metrics)
+        log_summary(report, code, started, metrics=config.metrics, nsx=nsx)
         return Outcome(code, report, paths)
 
 

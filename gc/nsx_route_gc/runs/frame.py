@@ -77,10 +77,15 @@ def log_summary(
     started: float,
     *,
     metrics: MetricsConfig | None = None,
+    nsx: object = None,
 ) -> None:
-    """The one line that ends every run, with every count; then the metrics push, if any."""
+    """The one line that ends every run, with every count; then the metrics push, if any.
+    ``nsx``: the run's NSX client, whose peak of calls in flight the line tells."""
     duration = time.monotonic() - started
     fields: dict[str, Any] = {"exit_code": exit_code, "duration_s": round(duration, 3)}
+    peak = getattr(nsx, "concurrency_peak", None)
+    if isinstance(peak, int):
+        fields["nsx_concurrency_peak"] = peak
     if report is not None:
         for kind in ("verdicts", "actions"):
             prefix = kind[:-1]
@@ -151,6 +156,7 @@ def run_scan(
         config = only_routers(config, routers)
     with bound_run("scan", config) as run_id:
         report = None
+        nsx = None
         try:
             with nsx_factory(config.nsx) as nsx:
                 scanner = Scanner(
@@ -173,7 +179,7 @@ def run_scan(
             report["apply_command"] = apply_command(config, report, report_dir, compress=compress)
         paths = write_reports(report, report_dir, compress=compress) if report_dir else []
         code = scan_exit_code(result, detailed_exitcode)
-        log_summary(report, code, started, metrics=config.metrics)
+        log_summary(report, code, started, metrics=config.metrics, nsx=nsx)
         return Outcome(code, report, paths)
 
 

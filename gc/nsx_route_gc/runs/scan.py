@@ -39,6 +39,11 @@ log = structlog.get_logger(__name__)
 OVERLAP_MIN_AGE = timedelta(minutes=5)
 
 
+def nsx_threads(config: Config) -> int:
+    """Threads for work that makes NSX calls: the most calls the transport lets be in flight."""
+    return max(config.nsx.concurrency, config.nsx.max_concurrency)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -129,7 +134,9 @@ class Scanner:
             log.info("router.listed", router=path, routes=len(routes))
             return RouterListing(path, tuple(routes))
 
-        workers = max(1, min(self.config.nsx.concurrency, len(routers)))
+        # As many threads as calls may ever be in flight: the transport's adaptive limit,
+        # not the pool, decides how many are (nsx.concurrency up to nsx.max_concurrency).
+        workers = max(1, min(nsx_threads(self.config), len(routers)))
         with (
             collector_paused(),
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router") as pool,

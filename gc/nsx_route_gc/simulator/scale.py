@@ -29,6 +29,8 @@ SIZES: dict[str, dict[str, int]] = {
     "S": {"routers": 10, "routes": 1_000, "clusters": 5, "nodes_per_cluster": 20},
     "M": {"routers": 100, "routes": 10_000, "clusters": 50, "nodes_per_cluster": 50},
     "L": {"routers": 500, "routes": 100_000, "clusters": 200, "nodes_per_cluster": 100},
+    # Issue 11's slow manager: 200 Tier-1s x 250 routes, orphans on every Tier-1.
+    "W": {"routers": 200, "routes": 50_000, "clusters": 200, "nodes_per_cluster": 50},
 }
 _TEN = 10 << 24
 _CGNAT = (100 << 24) | (64 << 16)
@@ -155,6 +157,6 @@ def scale(
 
 
 def scale_size(size: str, *, orphan_fraction: float = 0.1, seed: int = 0) -> Scenario:
-    """One of the benchmark sizes S, M, L."""
+    """One of the benchmark sizes S, M, L, W."""
     params = SIZES[size.upper()]
     return scale(**params, orphan_fraction=orphan_fraction, seed=seed)
