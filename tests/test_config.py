@@ -172,6 +172,21 @@ def test_defaults(tmp_path: Path) -> None:
     assert c.policy.max_delete_percent == 50
     assert c.policy.protect_tag_scopes == ("nsx-route-gc/keep",)
     assert c.policy.unattributed == "report"
+    assert (c.nsx.concurrency, c.nsx.max_concurrency) == (8, 32)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("max_concurrency: 39", (8, 39)),
+        ("concurrency: 36", (36, 36)),  # the maximum follows a start above its default
+        ("concurrency: 4, max_concurrency: 4", (4, 4)),
+    ],
+)
+def test_concurrency_and_its_maximum(tmp_path: Path, keys: str, expected: tuple[int, int]) -> None:
+    text = f"nsx: {{host: h, username: u, password_file: pw, {keys}}}\n"
+    c = load_config(write(tmp_path, text), {}).config
+    assert (c.nsx.concurrency, c.nsx.max_concurrency) == expected
 
 
 @pytest.mark.parametrize(
@@ -191,6 +206,19 @@ def test_defaults(tmp_path: Path) -> None:
         ("nsx: {host: h, username: u, password_file: pw, ca_file: missing.pem}\n", "nsx.ca_file"),
         ("nsx: {host: h, username: u, password_file: pw, routers: [tier-1]}\n", "nsx.routers[0]"),
         ("nsx: {host: h, username: u, password_file: pw, hots: x}\n", "nsx.hots: unknown key"),
+        (
+            "nsx: {host: h, username: u, password_file: pw, max_concurrency: 40}\n",
+            "nsx.max_concurrency: expected a number from 1 to 39",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw, max_concurrency: 0}\n",
+            "nsx.max_concurrency: expected a number from 1 to 39",
+        ),
+        (
+            "nsx: {host: h, username: u, password_file: pw,\n"
+            "      concurrency: 12, max_concurrency: 10}\n",
+            "nsx.max_concurrency: 10 is below nsx.concurrency (12)",
+        ),
         (
             "nsx: {host: h, username: u, password_file: pw}\n"
             "clusters: [{name: a, kubeconfig: 3}]\n",

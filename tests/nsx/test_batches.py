@@ -1,0 +1,180 @@
+"""Deletion batches that span routers (issue 11): the ``Deleter`` with the real NsxClient on the
+simulator, and how candidates are cut into batches (a pure step)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from factories import ccm_route
+from nsx_route_gc.config import NsxSettings, Secret
+from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict
+from nsx_route_gc.nsx.client import NsxClient
+from nsx_route_gc.nsx.deleter import REQUIRE_OVERRIDE, Deleter
+from nsx_route_gc.simulator import Scenario, SimRoute, Simulator
+
+ROUTERS = [f"/infra/tier-1s/t1-{n}" for n in range(4)]
+DEV = "/orgs/default/projects/dev/infra/tier-1s/dev-t1"
+OPS = "/orgs/default/projects/ops/infra/tier-1s/ops-t1"
+
+
+def no_sleep(_seconds: float) -> None:
+    return None
+
+
+class Recording(NsxClient):
+    """The real client, remembering each hierarchical delete's routers and what the journal
+    held when it was sent."""
+
+    journal: Journal
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[dict[str, list[str]]] = []
+        self.journaled_before: list[bool] = []
+
+    def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
+        self.sent.append({r: [x.id for x in listed] for r, listed in routes.items()})
+        ids = {(r.router_path, r.id) for listed in routes.values() for r in listed}
+        self.journaled_before.append(ids <= self.journal.recorded)
+        super().hierarchical_delete(routes, **kw)
+
+
+class Journal:
+    """A DeletionJournal that remembers what was recorded before each send."""
+
+    def __init__(self) -> None:
+        self.recorded: set[tuple[str, str]] = set()
+        self.sends: list[tuple[str, int]] = []
+
+    def sending(self, routes: Sequence[Route], *, via: str) -> int:
+        self.recorded.update((r.router_path, r.id) for r in routes)
+        self.sends.append((via, len(routes)))
+        return len(self.sends)
+
+    def outcome(self, batch: int, outcomes: Sequence[tuple[Route, str, str | None]]) -> None:
+        return None
+
+
+@contextmanager
+def simulated(routers: Sequence[str]) -> Iterator[tuple[Simulator, Recording, Journal]]:
+    routes = [
+        SimRoute(router, f"r{i}", f"10.{n}.{i}.0/24", ("172.16.128.9",))
+        for n, router in enumerate(routers)
+        for i in range(4)
+    ]
+    with Simulator(Scenario("batches", "routes to delete", list(routers), routes)) as sim:
+        settings = NsxSettings(
+            sim.nsx_url,
+            username=sim.nsx.username,
+            password=Secret(sim.nsx.password),
+            auth="basic",
+            ca_file=sim.ca_pem_path,
+        )
+        journal = Journal()
+        with Recording(settings, sleep=no_sleep) as nsx:
+            nsx.journal = journal
+            yield sim, nsx, journal
+
+
+def candidates(nsx: NsxClient, routers: Sequence[str], per_router: int = 2) -> list[RouteVerdict]:
+    return [
+        RouteVerdict(r, Verdict.ORPHANED, "node-gone", action=Action.DELETE)
+        for router in routers
+        for r in nsx.list_routes(router)[:per_router]
+    ]
+
+
+def deleter(nsx: NsxClient, journal: Journal, batch_size: int) -> Deleter:
+    return Deleter(
+        nsx,
+        allow_overwrite=False,
+        batch_size=batch_size,
+        sleep=no_sleep,
+        workers=4,
+        journal=journal,
+    )
+
+
+def test_batches_fill_across_routers_up_to_the_batch_size() -> None:
+    with simulated(ROUTERS) as (sim, nsx, journal):
+        up = candidates(nsx, ROUTERS)
+        sim.nsx.reset_counters()
+
+        results = deleter(nsx, journal, batch_size=5).delete(up)
+
+        assert {r.verdict.action for r in results} == {Action.DELETED}
+        assert sim.nsx.counters["nsx_hierarchical"] == 2
+        sizes = sorted(sum(len(ids) for ids in sent.values()) for sent in nsx.sent)
+        assert sizes == [3, 5]
+        # One PATCH carries the routes of three routers: one ChildResourceReference each.
+        assert max(len(sent) for sent in nsx.sent) == 3
+        assert all(nsx.journaled_before)
+        assert sim.nsx.route_count() == 8
+
+
+def test_a_batch_never_mixes_spaces() -> None:
+    routers = [ROUTERS[0], DEV, ROUTERS[1], OPS]
+    with simulated(routers) as (sim, nsx, journal):
+        up = candidates(nsx, routers)
+        sim.nsx.reset_counters()
+
+        results = deleter(nsx, journal, batch_size=1000).delete(up)
+
+        assert {r.verdict.action for r in results} == {Action.DELETED}
+        assert sorted(sorted(sent) for sent in nsx.sent) == [
+            [ROUTERS[0], ROUTERS[1]],
+            [DEV],
+            [OPS],
+        ]
+        assert sim.nsx.route_count() == 8
+
+
+def test_a_refused_batch_goes_one_by_one_and_holds_back_no_other_batch() -> None:
+    with simulated(ROUTERS) as (sim, nsx, journal):
+        up = candidates(nsx, ROUTERS)
+        changed = up[0].route
+        sim.nsx.bump_revision(changed.router_path, changed.id)  # its batch is refused
+        sim.nsx.reset_counters()
+
+        results = deleter(nsx, journal, batch_size=4).delete(up)
+
+        by_id = {(r.verdict.route.router_path, r.verdict.route.id): r for r in results}
+        assert by_id[(changed.router_path, changed.id)].verdict.action is Action.HELD
+        assert [r.verdict.action for r in results].count(Action.DELETED) == 7
+        assert sim.nsx.counters["nsx_hierarchical"] == 2
+        # Only the refused batch's other three routes went one by one.
+        assert sim.nsx.counters["nsx_delete"] == 3
+        assert journal.sends.count(("hierarchical", 4)) == 2
+        assert journal.sends.count(("delete", 1)) == 3
+        assert sim.nsx.route_count() == 9
+
+
+def test_routes_that_need_the_overwrite_header_go_in_batches_of_their_own() -> None:
+    def verdict(n: int, protection: str | None) -> RouteVerdict:
+        route = ccm_route(f"{n:08d}-0000-4000-8000-000000000000", f"10.{n}.0.0/24", "10.0.0.1")
+        if protection is not None:
+            route = Route(
+                route.router_path,
+                route.id,
+                route.path,
+                route.network,
+                route.next_hops,
+                route.tags,
+                revision=route.revision,
+                protection=protection,
+            )
+        return RouteVerdict(route, Verdict.ORPHANED, "node-gone", action=Action.DELETE)
+
+    up = [verdict(1, None), verdict(2, REQUIRE_OVERRIDE), verdict(3, None), verdict(4, None)]
+    # Cutting batches makes no call: a client of no manager at all.
+    unused = NsxClient(NsxSettings("https://127.0.0.1:9", username="u", password=Secret("p")))
+    overwriting = Deleter(unused, allow_overwrite=True, batch_size=2)
+    assert [[v.route.id[:8] for v in b] for b in overwriting.batches(up)] == [
+        ["00000001", "00000003"],
+        ["00000004"],
+        ["00000002"],
+    ]
+    plain = Deleter(unused, allow_overwrite=False, batch_size=3)
+    assert [len(b) for b in plain.batches(up)] == [3, 1]
