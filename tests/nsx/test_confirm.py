@@ -244,6 +244,8 @@ def test_a_route_still_there_is_polled_by_listing_then_fails() -> None:
 class Index:
     """A search index as a fake: what it holds by router, and which chunks fail."""
 
+    search_page_size = 1000
+
     def __init__(self, holds: dict[str, dict[str, bool]], failing: str | None = None) -> None:
         self.holds = holds
         self.failing = failing

@@ -119,3 +119,27 @@ def test_configured_routers_cost_no_tier1_or_project_listing(tmp_path: Path) -> 
         assert counters["nsx_hierarchical"] == 1
         # Login and logout: the logout frees the manager's session.
         assert counters["nsx_session"] == counters["nsx_session_destroy"] == 1
+
+
+def test_confirmation_pages_through_real_search_paging(tmp_path: Path) -> None:
+    """Pages of 100: each confirming query takes several pages, ``result_count`` comes on the
+    first page only and the last page carries a 0000 cursor, as on a real manager; still no
+    router is listed again."""
+    scenario = scale(routers=20, routes=2000, clusters=20, nodes_per_cluster=10)
+    with simulated(tmp_path, scenario) as env:
+        env.sim.nsx.set_knobs(search_count_every_page=False, null_cursor=True)
+        config = with_nsx(env.config, page_size=100)
+        pages = sum(math.ceil(env.sim.nsx.route_count(r) / 100) for r in scenario.tier1s)
+        env.sim.nsx.reset_counters()
+        with capture_logs() as logs:
+            outcome = env.apply(config=config)
+
+        assert outcome.exit_code == 0, outcome.error
+        assert outcome.report is not None
+        assert outcome.report["apply"]["deleted"] == 200
+        counters = env.sim.nsx.counters
+        survivors = 2000 - 200
+        assert counters["nsx_list_routes"] == pages  # the scan's listing alone
+        # The survivors in pages of 100, a few queries side by side.
+        assert survivors // 100 <= counters["nsx_search"] <= survivors // 100 + 20
+        assert not [e for e in logs if e["event"] == "router.confirm_search_untrusted"]

@@ -269,6 +269,11 @@ class NsxClient:
 
     # ------------------------------------------------------------------------------- search
 
+    @property
+    def search_page_size(self) -> int:
+        """Results per search page asked for (``nsx.page_size``)."""
+        return self._settings.page_size
+
     def search_route_presence(self, routers: Sequence[str]) -> dict[str, dict[str, bool]]:
         """The static routes of ``routers`` that the search index holds, each with its
         ``marked_for_delete``: router -> {route path: marked}, every router a key.

@@ -28,7 +28,7 @@ import structlog
 
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.logs import carry_context
-from nsx_route_gc.nsx.query import SEARCH_PAGE, SEARCH_RESULTS_MAX, route_search_chunks
+from nsx_route_gc.nsx.query import SEARCH_RESULTS_MAX, route_search_chunks
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +37,9 @@ Presence = dict[str, bool]
 
 
 class RouteSearch(Protocol):
+    @property
+    def search_page_size(self) -> int: ...
+
     def search_route_presence(self, routers: Sequence[str]) -> dict[str, Presence]: ...
 
 
@@ -51,13 +54,16 @@ def search_presence(
     deletion NSX accepted), for the routers where it can be trusted; ``survivors`` (router
     -> paths listed this run and not up for deletion) vouch for it. A router left out of the
     answer is to be confirmed by listing it; why is logged."""
+    # What a whole index answers once the deletions are done: the survivors (a route still
+    # marked_for_delete adds to a page; the cursor's depth bound keeps room for them).
     searchable: dict[str, int] = {}
     for router in deleted:
         if survivors.get(router):
-            searchable[router] = len(deleted[router]) + len(survivors[router])
+            searchable[router] = len(survivors[router])
         else:
             _untrusted(router, "no-survivors")
-    chunks = route_search_chunks(searchable, max_results=chunk_results(searchable, workers))
+    sizing = chunk_results(searchable, workers, nsx.search_page_size)
+    chunks = route_search_chunks(searchable, max_results=sizing)
     for router in searchable.keys() - {r for chunk in chunks for r in chunk}:
         _untrusted(router, "not-searchable")
 
@@ -93,14 +99,14 @@ def search_presence(
     return trusted
 
 
-def chunk_results(expected: Mapping[str, int], workers: int) -> int:
-    """How many results one query may expect: whole pages, enough queries for every worker
-    (a search pages one round trip at a time; queries run side by side), and within the
-    depth a cursor may page."""
-    total = sum(expected.values())
-    pages = -(-total // SEARCH_PAGE)
+def chunk_results(expected: Mapping[str, int], workers: int, page: int) -> int:
+    """How many results one query may expect: whole pages of ``page`` results, enough
+    queries for every worker (a search pages one round trip at a time; queries run side by
+    side), and half the depth a cursor may page (routes still marked_for_delete add some)."""
+    page = max(1, page)
+    pages = -(-sum(expected.values()) // page)
     per_query = max(1, -(-pages // max(1, workers)))
-    return min(SEARCH_RESULTS_MAX, per_query * SEARCH_PAGE)
+    return min(SEARCH_RESULTS_MAX // 2, per_query * page)
 
 
 def _untrusted(router: str, reason: str, **details: int) -> None:

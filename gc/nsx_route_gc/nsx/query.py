@@ -23,8 +23,6 @@ SEARCH_QUERY_MAX = 4000
 # Search indexes often cap how deep a cursor may page (Elasticsearch's default window is
 # 10,000 hits); NSX's cap is unknown, so one query never expects more results than that.
 SEARCH_RESULTS_MAX = 10_000
-# Results per search page: the page size nsx-route-gc asks for (nsx.page_size at most 1000).
-SEARCH_PAGE = 1000
 SEARCH_FIELDS = "id,path,parent_path,marked_for_delete"
 # Lucene's special characters (those its QueryParser.escape escapes), and whitespace.
 _LUCENE_SPECIAL = re.compile(r'([+\-!():^\[\]"{}~*?|&/\\\s])')
