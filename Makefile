@@ -32,7 +32,8 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/nsx-route-gc demo
 
-# Scan and apply --yes against the simulator at sizes S, M and L; writes bench/RESULTS.md.
+# Scan and apply --yes against the simulator at sizes S, M, L and W at 20 ms per answer, then
+# W at 500 ms (the slow manager); writes bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
