@@ -1026,7 +1026,7 @@ def test_hierarchical_delete_refuses_ids_that_are_not_plain(env: Env, route_id: 
     good = route_from_nsx(nsx_route(0), T1)
     bad = dataclasses.replace(good, id=route_id)
     with pytest.raises(NsxError, match="not a plain static route id"):
-        env.client().hierarchical_delete(T1, [good, bad])
+        env.client().hierarchical_delete({T1: [good, bad]})
     assert env.server.log == []
 
 

@@ -7,7 +7,7 @@ in test_client.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from factories import T1, ccm_route
@@ -41,12 +41,11 @@ class FakeNsx:
 
     def hierarchical_delete(
         self,
-        router_path: str,
-        routes: Sequence[Route],
+        routes: Mapping[str, Sequence[Route]],
         *,
         allow_overwrite: bool = False,
     ) -> None:
-        self.calls.append(("hierarchical", router_path))
+        self.calls.extend(("hierarchical", router_path) for router_path in routes)
         raise NsxError("batch refused")
 
     def search_route_presence(self, routers: Sequence[str]) -> dict[str, Presence]:
