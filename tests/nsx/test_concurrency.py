@@ -107,6 +107,19 @@ CASES = [
     ),
     Case("never below one", 1, 32, [Answer(0.5, status=429, advance=5.0)] * 3, 1, 1, []),
     Case(
+        "503s before any other answer halve once per their own round trip",
+        8,
+        32,
+        [
+            Answer(0.5, status=503),
+            Answer(0.5, status=503, advance=0.1),
+            Answer(0.5, status=503, advance=0.5),
+        ],
+        2,
+        8,
+        [(8, 4, "503"), (4, 2, "503")],
+    ),
+    Case(
         "after a 429, one more per round trip (a full window of answers)",
         8,
         32,

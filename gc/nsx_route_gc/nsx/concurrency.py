@@ -75,7 +75,7 @@ class AdaptiveLimit:
         connection error); ``saturated``: every slot was taken as it came back, or a caller
         was waiting for one (a wider limit would have been used). The change, if any."""
         if status in CONGESTION_STATUSES:
-            return self._decrease(str(status))
+            return self._decrease(str(status), seconds)
         if status is None:
             return None  # no news about the manager's limits
         seconds = max(0.0, seconds)
@@ -97,13 +97,14 @@ class AdaptiveLimit:
         wanted = self._rtt * self._rate if self._rate else math.inf
         return wanted > self.limit
 
-    def _decrease(self, why: str) -> Change | None:
+    def _decrease(self, why: str, seconds: float) -> Change | None:
         now = self._clock()
         self._slow_start = False
         self._credit = 0
         if now < self._calm_at:
             return None  # the same round trip's news: halved once already
-        self._calm_at = now + (self._rtt or 0.0)
+        # A round trip: the smoothed one, or this answer's own before any other came back.
+        self._calm_at = now + max(self._rtt or 0.0, seconds)
         return self._set(max(1, self.limit // 2), why)
 
     def _set(self, value: int, why: str) -> Change | None:
