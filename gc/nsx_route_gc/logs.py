@@ -87,13 +87,17 @@ def secret_forms(value: str) -> set[str]:
 # pass whatever the number of forms, where a search per form would take a minute for a
 # report of 100,000 routes with the keys of hundreds of clusters registered.
 _LONG_TEXT = 4096
+# With more forms than this, short texts too go through the automaton: the credentials of
+# 200 clusters are thousands of forms, and a search per form cost a millisecond per log line
+# with a route's body (12 s for the route.deleted lines of 10,000 deletions).
+_FEW_FORMS = 64
 
 
 def scrub(text: str) -> str:
     """``text`` with every registered secret, in every registered form, replaced by ***."""
     if not _secrets:
         return text
-    if len(text) >= _LONG_TEXT:
+    if len(text) >= _LONG_TEXT or len(_secrets) > _FEW_FORMS:
         return _scrub_long(text)
     for secret in _ordered():
         if secret in text:
