@@ -5,7 +5,7 @@ discovers more clusters. Adapters implement them; runs wire them together.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from nsx_route_gc.config import ClusterConfig
 from nsx_route_gc.models import ClusterInventory, Route
@@ -15,6 +15,14 @@ class RouteSource(Protocol):
     def list_routers(self) -> list[str]: ...
 
     def list_routes(self, router_path: str) -> list[Route]: ...
+
+
+@runtime_checkable
+class Paced(Protocol):
+    """A RouteSource whose calls go through an adaptive in-flight limit (the NSX client):
+    how many routers are worth listing at once now."""
+
+    def parallel_width(self) -> int: ...
 
 
 class ClusterSource(Protocol):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from nsx_route_gc.nsx.concurrency import AdaptiveLimit, Change, InFlightGate
+from nsx_route_gc.nsx.concurrency import AdaptiveLimit, Change, InFlightGate, paced_map
 
 
 class Clock:
@@ -202,3 +202,42 @@ def test_the_gate_holds_callers_beyond_the_limit_and_reports_changes() -> None:
     gate.leave(0.5, 503)
     assert (limit.limit, gate.peak) == (1, 3)
     assert changes[-1] == Change(3, 1, "503")
+
+
+def test_paced_map_keeps_order_and_runs_at_most_the_width_at_once() -> None:
+    running = 0
+    most = 0
+    lock = threading.Lock()
+    widths = iter([1, 1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3])
+
+    def work(n: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        threading.Event().wait(0.01)
+        with lock:
+            running -= 1
+        return n * n
+
+    def width() -> int:
+        return next(widths, 3)
+
+    assert paced_map(work, list(range(10)), width=width, max_workers=8) == [
+        n * n for n in range(10)
+    ]
+    assert 1 <= most <= 3
+
+
+def test_paced_map_never_exceeds_its_workers_and_raises_the_first_error() -> None:
+    started: list[int] = []
+
+    def work(n: int) -> int:
+        started.append(n)
+        if n == 1:
+            raise ValueError("boom")
+        return n
+
+    with pytest.raises(ValueError, match="boom"):
+        paced_map(work, list(range(50)), width=lambda: 2, max_workers=1)
+    assert started == [0, 1]  # one at a time; nothing started after the failure

@@ -246,6 +246,9 @@ class Index:
 
     search_page_size = 1000
 
+    def parallel_width(self) -> int:
+        return 8
+
     def __init__(self, holds: dict[str, dict[str, bool]], failing: str | None = None) -> None:
         self.holds = holds
         self.failing = failing

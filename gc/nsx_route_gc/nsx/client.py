@@ -98,6 +98,11 @@ class NsxClient:
         """The widest the adaptive in-flight limit was this run (the run summary says it)."""
         return self._http.concurrency_peak
 
+    def parallel_width(self) -> int:
+        """How many calls the adaptive limit lets be in flight now: how many routers to
+        list at once (``ports.Paced``)."""
+        return self._http.in_flight_limit
+
     @property
     def workers(self) -> int:
         """Threads worth giving to work that makes NSX calls: as many as may be in flight."""
@@ -162,8 +167,11 @@ class NsxClient:
     def list_routes(self, router_path: str) -> list[Route]:
         """Every static route of a router, all pages; NsxError unless listed whole."""
         router = router_path.rstrip("/")
-        items = self._list_all(f"{router}/static-routes", kind="list") or []
-        routes = self._builder.submit(_routes_from_nsx, items, router).result()
+        # One router in progress per call the limit lets be in flight: its pages stay decoded
+        # until the builder thread has made them routes.
+        with self._http.permits:
+            items = self._list_all(f"{router}/static-routes", kind="list") or []
+            routes = self._builder.submit(_routes_from_nsx, items, router).result()
         log.debug("nsx.routes.listed", router=router, routes=len(routes))
         return routes
 

@@ -24,8 +24,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Statuses that say the manager is over its limits: the rate (429) or calls in flight (503).
 CONGESTION_STATUSES = frozenset({429, 503})
@@ -145,6 +150,12 @@ class InFlightGate:
             self._waiting -= 1
             self._in_flight += 1
 
+    def demand(self, waiting: int) -> None:
+        """Callers waiting elsewhere for work that needs a slot (``Permits``): counted as
+        waiting here when an answer asks whether the limit was what held them back."""
+        with self._ready:
+            self._waiting += waiting
+
     def leave(self, seconds: float, status: int | None) -> None:
         """A call is done: it took ``seconds`` on the wire and was answered ``status``."""
         with self._ready:
@@ -154,3 +165,66 @@ class InFlightGate:
             self._ready.notify_all()
         if change is not None:
             self._on_change(change)
+
+
+class Permits:
+    """Work that holds what it fetched between calls (a router's decoded pages until they
+    are routes) goes at most ``limit.limit`` at a time, the in-flight limit as it is now: as
+    many threads as the limit may ever allow wait here, so their pages are never all in
+    memory at once. A context manager; thread-safe."""
+
+    def __init__(self, limit: AdaptiveLimit, gate: InFlightGate) -> None:
+        self._limit = limit
+        self._gate = gate
+        self._ready = threading.Condition()
+        self._held = 0
+
+    def __enter__(self) -> None:
+        with self._ready:
+            if self._held >= self._limit.limit:
+                # Work waiting here is demand for a wider limit, as a call waiting at the gate.
+                self._gate.demand(1)
+                try:
+                    while self._held >= self._limit.limit:
+                        self._ready.wait()
+                finally:
+                    self._gate.demand(-1)
+            self._held += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._ready:
+            self._held -= 1
+            self._ready.notify_all()
+
+
+def paced_map(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    width: Callable[[], int],
+    max_workers: int,
+    thread_name_prefix: str = "nsx",
+) -> list[R]:
+    """``[fn(item) for item in items]`` on threads, with at most ``width()`` (read afresh as
+    items finish, never over ``max_workers``) running at once, so that threads are made only
+    as the in-flight limit opens: every thread that ever ran keeps a malloc arena with what
+    it freed, measured at 18 MB for 32 listing threads where 8 were in flight. The first
+    exception is raised once the running items are done; nothing more is started."""
+    results: dict[int, R] = {}
+    queue = iter(enumerate(items))
+    with ThreadPoolExecutor(max(1, max_workers), thread_name_prefix=thread_name_prefix) as pool:
+        running: dict[Future[R], int] = {}
+        exhausted = False
+        while True:
+            while not exhausted and len(running) < max(1, min(max_workers, width())):
+                step = next(queue, None)
+                if step is None:
+                    exhausted = True
+                    break
+                running[pool.submit(fn, step[1])] = step[0]
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[running.pop(future)] = future.result()
+    return [results[i] for i in range(len(items))]

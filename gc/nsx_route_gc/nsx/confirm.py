@@ -21,13 +21,13 @@ A router the search is not trusted for is confirmed by listing it, as before.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import structlog
 
 from nsx_route_gc.errors import NsxError
 from nsx_route_gc.logs import carry_context
+from nsx_route_gc.nsx.concurrency import paced_map
 from nsx_route_gc.nsx.query import SEARCH_RESULTS_MAX, route_search_chunks
 
 log = structlog.get_logger(__name__)
@@ -39,6 +39,8 @@ Presence = dict[str, bool]
 class RouteSearch(Protocol):
     @property
     def search_page_size(self) -> int: ...
+
+    def parallel_width(self) -> int: ...
 
     def search_route_presence(self, routers: Sequence[str]) -> dict[str, Presence]: ...
 
@@ -92,10 +94,16 @@ def search_presence(
         return trusted
 
     trusted: dict[str, Presence] = {}
-    if chunks:
-        with ThreadPoolExecutor(min(workers, len(chunks)), thread_name_prefix="search") as pool:
-            for answer in pool.map(carry_context(one_chunk), chunks):
-                trusted.update(answer)
+    # As many queries at once as the in-flight limit allows now, threads made as it opens.
+    answers = paced_map(
+        carry_context(one_chunk),
+        chunks,
+        width=nsx.parallel_width,
+        max_workers=workers,
+        thread_name_prefix="search",
+    )
+    for answer in answers:
+        trusted.update(answer)
     return trusted
 
 

@@ -35,7 +35,7 @@ from requests.adapters import HTTPAdapter
 from nsx_route_gc.config import NsxSettings
 from nsx_route_gc.errors import ConfigError, NsxAccessError, NsxApiError, NsxError
 from nsx_route_gc.logs import register_secret, scrub, secret_forms
-from nsx_route_gc.nsx.concurrency import AdaptiveLimit, Change, InFlightGate
+from nsx_route_gc.nsx.concurrency import AdaptiveLimit, Change, InFlightGate, Permits
 from nsx_route_gc.nsx.ratelimit import TokenBucket
 
 API_PREFIX = "/policy/api/v1"
@@ -152,6 +152,7 @@ class NsxTransport:
             clock=clock,
         )
         self._in_flight = InFlightGate(self._limit, on_change=_log_change)
+        self.permits = Permits(self._limit, self._in_flight)
         self._verify = _tls_verify(settings)
         self._manager = _Target(self._verify, self._cert, "nsx.ca_file (or nsx.insecure)")
         self._csp = _Target(
@@ -204,6 +205,11 @@ class NsxTransport:
     def concurrency_peak(self) -> int:
         """The widest the in-flight limit was this run."""
         return self._in_flight.peak
+
+    @property
+    def in_flight_limit(self) -> int:
+        """How many calls may be in flight now (the adaptive limit)."""
+        return self._limit.limit
 
     @property
     def max_in_flight(self) -> int:

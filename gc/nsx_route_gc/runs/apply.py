@@ -31,7 +31,7 @@ from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
 from nsx_route_gc.models import plan_sha256 as plan_digest
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import DEFAULT_BATCH_SIZE, Deleter, DeletionResult
-from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, RouteSource
+from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, Paced, RouteSource
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 from nsx_route_gc.reports.files import write_reports
 from nsx_route_gc.reports.journal import (
@@ -121,6 +121,9 @@ class _OnlyRouters:
 
     def list_routes(self, router_path: str) -> list[Route]:
         return self.nsx.list_routes(router_path)
+
+    def parallel_width(self) -> int:
+        return self.nsx.parallel_width() if isinstance(self.nsx, Paced) else 1
 
 
 def run_apply(

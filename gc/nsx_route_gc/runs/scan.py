@@ -29,8 +29,9 @@ from nsx_route_gc.models import (
     Plan,
     RouterListing,
 )
+from nsx_route_gc.nsx.concurrency import paced_map
 from nsx_route_gc.placement import place
-from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, RouteSource
+from nsx_route_gc.ports import ClusterDiscovery, ClusterSource, Paced, RouteSource
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
 
 log = structlog.get_logger(__name__)
@@ -134,14 +135,19 @@ class Scanner:
             log.info("router.listed", router=path, routes=len(routes))
             return RouterListing(path, tuple(routes))
 
-        # As many threads as calls may ever be in flight: the transport's adaptive limit,
-        # not the pool, decides how many are (nsx.concurrency up to nsx.max_concurrency).
+        # As many routers at once as the NSX client's adaptive limit lets calls be in flight
+        # now (nsx.concurrency, growing up to nsx.max_concurrency on a slow manager).
         workers = max(1, min(nsx_threads(self.config), len(routers)))
-        with (
-            collector_paused(),
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router") as pool,
-        ):
-            return list(pool.map(carry_context(one), routers))
+        source = self.routes
+        width = source.parallel_width if isinstance(source, Paced) else lambda: workers
+        with collector_paused():
+            return paced_map(
+                carry_context(one),
+                routers,
+                width=width,
+                max_workers=workers,
+                thread_name_prefix="router",
+            )
 
     def inventory(self) -> list[ClusterInventory]:
         configured = self.clusters.inventory(self.config.clusters)
