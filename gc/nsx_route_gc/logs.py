@@ -52,6 +52,7 @@ def register_secret(value: str | None, *, username: str | None = None) -> None:
     if forms:
         with _secrets_lock:
             _secrets.update(forms)
+            _prefixes.update(f[:_MIN_SECRET] for f in forms)
 
 
 def secret_forms(value: str) -> set[str]:
@@ -87,18 +88,27 @@ def secret_forms(value: str) -> set[str]:
 # pass whatever the number of forms, where a search per form would take a minute for a
 # report of 100,000 routes with the keys of hundreds of clusters registered.
 _LONG_TEXT = 4096
-# With more forms than this, short texts too go through the automaton: the credentials of
-# 200 clusters are thousands of forms, and a search per form cost a millisecond per log line
-# with a route's body (12 s for the route.deleted lines of 10,000 deletions).
-_FEW_FORMS = 64
+# Every form's first characters: a short text none of whose substrings of that length is
+# among them holds no form, found in one pass over the text. The credentials of 200 clusters
+# are thousands of forms, and a search per form cost a millisecond per log line with a
+# route's body (12 s for the route.deleted lines of 10,000 deletions). The automaton is no
+# help there: built again each time a cluster registers its credentials, 18 MB each.
+_prefixes: set[str] = set()
+
+
+def _may_hold_secret(text: str) -> bool:
+    n = _MIN_SECRET
+    return any(text[i : i + n] in _prefixes for i in range(len(text) - n + 1))
 
 
 def scrub(text: str) -> str:
     """``text`` with every registered secret, in every registered form, replaced by ***."""
     if not _secrets:
         return text
-    if len(text) >= _LONG_TEXT or len(_secrets) > _FEW_FORMS:
+    if len(text) >= _LONG_TEXT:
         return _scrub_long(text)
+    if not _may_hold_secret(text):
+        return text
     for secret in _ordered():
         if secret in text:
             text = text.replace(secret, REDACTED)
