@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PY_DIRS := gc tests $(wildcard bench)
+PY_DIRS := gc tests $(wildcard bench) $(wildcard tools)
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' gc/nsx_route_gc/__init__.py)
 
-.PHONY: test lint typecheck pytest demo bench image clean
+.PHONY: test lint typecheck pytest demo bench mutation image clean
 
 $(STAMP): pyproject.toml
 	rm -rf $(VENV)
@@ -37,9 +37,24 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# Mutation testing (mutmut) of the modules that decide or delete, in a venv of its own;
+# writes build/mutation/REPORT.md. MUTATE=judge.py runs one module.
+MUT_VENV := .venv-mut
+MUT_STAMP := $(MUT_VENV)/.installed
+
+$(MUT_STAMP): pyproject.toml
+	rm -rf $(MUT_VENV)
+	$(PYTHON) -m venv $(MUT_VENV)
+	$(MUT_VENV)/bin/pip install --quiet --upgrade pip
+	$(MUT_VENV)/bin/pip install --quiet -e '.[dev,mutation]'
+	touch $(MUT_STAMP)
+
+mutation: $(MUT_STAMP)
+	$(MUT_VENV)/bin/python tools/mutation.py $(MUTATE)
+
 # No container engine on our own machines: this builds wherever docker exists.
 image:
 	docker build -t nsx-route-gc:$(VERSION) .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MUT_VENV) build/mutation .mypy_cache .ruff_cache .pytest_cache
