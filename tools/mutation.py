@@ -41,9 +41,9 @@ MODULES: dict[str, list[str]] = {
     "nsx_route_gc/nsx_http.py": ["tests/test_nsx.py", "tests/test_nsx_search.py"],
 }
 
-# Tests that read files by the repository layout or only run the CLI as a subprocess: they
-# cannot kill a mutant (a subprocess imports the unmutated package) and are left out of --full.
-NOT_IN_FULL = {"tests/test_e2e.py", "tests/test_dockerfile.py", "tests/test_cronjob.py"}
+# CLI-as-a-subprocess tests cannot kill a mutant (a subprocess imports the unmutated package);
+# --full leaves them out.
+NOT_IN_FULL = {"tests/test_e2e.py", "tests/test_dockerfile.py"}
 
 MUTMUT = {
     "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
