@@ -19,6 +19,7 @@ from nsx_route_gc.models import (
     Policy,
     Route,
     RouterListing,
+    RouteVerdict,
     Verdict,
     parse_managed_id,
     plan_sha256,
@@ -534,3 +535,62 @@ def test_a_route_whose_path_is_not_under_its_router_is_flagged_never_deleted() -
     assert plan.deletions == ()
     control = judge([RouterListing(T1, (r,))], [retired()], Policy(), NOW)
     assert [v.verdict for v in control.verdicts] == [Verdict.ORPHANED]
+
+
+# The guards, one operator rule each (issue 16: each of these survived a hand-made bug).
+
+
+def _orphan_plan(r: Route, policy: Policy | None = None) -> RouteVerdict:
+    """Judge ``r`` (node gone, owner cl2 inventoried) beside a live route; its verdict."""
+    plan = judge(
+        [RouterListing(T1, (r, route()))],
+        [LIVE_CL2],
+        policy or Policy(max_delete_percent=100),
+        NOW,
+    )
+    return plan.verdicts[0]
+
+
+@pytest.mark.parametrize("allow_overwrite", [False, True])
+def test_a_route_protected_by_nsx_is_never_deleted_even_when_orphaned(
+    allow_overwrite: bool,
+) -> None:
+    gone = route(uid=UID_B, network="172.16.146.0/24", protection="PROTECTED")
+    v = _orphan_plan(gone, Policy(max_delete_percent=100, allow_overwrite=allow_overwrite))
+    assert v.verdict is Verdict.ORPHANED
+    assert v.action is Action.HELD
+    assert v.hold_reason is not None
+    assert v.hold_reason.startswith("protected-by-nsx")
+
+
+def test_a_route_without_a_creation_time_is_not_old_enough_to_delete() -> None:
+    v = _orphan_plan(route(uid=UID_B, network="172.16.146.0/24", created_ms=None))
+    assert v.verdict is Verdict.ORPHANED
+    assert v.action is Action.HELD
+    assert v.hold_reason is not None
+    assert v.hold_reason.startswith("grace-period")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(ClusterStatus.FAILED, "inventory-failed"), (ClusterStatus.DELETING, "cluster-deleting")],
+)
+@pytest.mark.parametrize("healthy_first", [True, False])
+def test_a_network_claimed_by_a_healthy_and_a_doubtful_cluster_stays_unverified(
+    status: ClusterStatus, reason: str, healthy_first: bool
+) -> None:
+    # cl2 is inventoried and has no such node; cl3 claims the same CIDR but could not be read
+    # (or is being deleted): the node may be cl3's, so the route is nobody's to delete.
+    healthy = cluster("cl2", node())
+    doubtful = cluster("cl3", status=status)
+    clusters = [healthy, doubtful] if healthy_first else [doubtful, healthy]
+    gone = route(uid=UID_B, network="172.16.146.0/24")
+    plan = judge(
+        [RouterListing(T1, (gone, route()))], clusters, Policy(max_delete_percent=100), NOW
+    )
+    v = plan.verdicts[0]
+    assert v.verdict is Verdict.UNVERIFIED, v.reason
+    assert v.action is Action.NONE
+    assert v.reason is not None
+    assert v.reason.startswith(reason)
+    assert v.checked_clusters == ("cl2", "cl3")
