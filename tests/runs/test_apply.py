@@ -655,3 +655,142 @@ def test_a_plan_that_is_not_the_approved_sha256_is_refused_before_any_call(
         done = env.apply(plan, plan_sha256=approved, name="approved")
         assert done.exit_code == 0
         assert not env.route_ids() & CL1_IDS
+
+
+# --- the guards, one operator rule each (issue 16) -----------------------------------------
+
+T2 = "/infra/tier-1s/tanzu-cl2"
+
+
+def two_tier1s() -> Any:
+    """The seed (three cl1 orphans among six managed routes on T1) plus a second Tier-1
+    carrying cl2's three live routes and one cl1 orphan: 50% to delete on T1, 25% on T2,
+    40% over the run."""
+    scenario = load_scenario("seed")
+    cl2 = scenario.clusters[0]
+    scenario.tier1s.append(T2)
+    assert scenario.config_routers is not None
+    scenario.config_routers.append(T2)
+    scenario.routes += [
+        ccm_route(T2, n.uid, n.name, n.pod_cidrs[0], n.internal_ips[0]) for n in cl2.nodes
+    ]
+    scenario.routes.append(
+        ccm_route(T2, GONE_UID, "cl1-md-0-late", "172.16.139.0/24", "172.16.128.40")
+    )
+    return scenario
+
+
+@pytest.mark.parametrize("mode", ["fresh", "plan"])
+def test_the_per_router_limit_counts_each_router_on_its_own(tmp_path: Path, mode: str) -> None:
+    """max_delete_percent is a share of each router's managed routes: a router over it keeps
+    all its routes even when the run as a whole is under it; a router under it is cleaned."""
+    with simulated(tmp_path, two_tier1s(), max_delete_percent=100) as env:
+        plan = env.scan() if mode == "plan" else None
+        outcome = env.apply(plan, config=env.with_policy(max_delete_percent=40.0))
+        assert env.route_ids(T1) >= CL1_IDS
+        assert GONE_UID + "_172.16.139.0_24" not in env.route_ids(T2)
+        assert outcome.exit_code == 1
+        assert outcome.report is not None
+        assert [
+            (h["router"], h["reason"].split(":")[0]) for h in outcome.report["limit_holds"]
+        ] == [(T1, "max-delete-percent")]
+
+
+def test_a_route_changed_but_still_there_after_judgement_is_not_deleted(tmp_path: Path) -> None:
+    """The batch carries each route's _revision: NSX refuses it when one changed, and that
+    route is held while the others go."""
+    with simulated(tmp_path) as env:
+
+        def change(_counts: dict[str, int]) -> bool:
+            env.sim.nsx.bump_revision(T1, CL1_A)
+            return True
+
+        outcome = env.apply(confirm=change)
+        by_id = rows(outcome)
+        assert CL1_A in env.route_ids()
+        assert by_id[CL1_A]["action"] == "held"
+        assert by_id[CL1_A]["hold_reason"].startswith("changed-since-plan")
+        assert {by_id[CL1_B]["action"], by_id[CL1_C]["action"]} == {"deleted"}
+        assert outcome.exit_code == 1
+
+
+def test_after_a_refused_batch_a_route_that_cannot_be_re_read_is_not_deleted(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+
+        class Unreadable(NsxClient):
+            def get_route(self, route_path: str) -> Route | None:
+                if route_path.endswith(CL1_A):
+                    raise NsxError(f"GET {route_path}: 503 Service Unavailable")
+                return super().get_route(route_path)
+
+        env.sim.nsx.fail_hierarchical(times=1)
+        outcome = env.apply(nsx_factory=lambda s: Unreadable(s, sleep=lambda _: None))
+        by_id = rows(outcome)
+        assert CL1_A in env.route_ids()
+        assert by_id[CL1_A]["action"] == "delete-failed"
+        assert "re-read" in by_id[CL1_A]["error"]
+        assert {by_id[CL1_B]["action"], by_id[CL1_C]["action"]} == {"deleted"}
+        assert outcome.exit_code == 1
+
+
+def _protect(env: Any, route_id: str, protection: str) -> None:
+    """NSX's _protection changing without a new _revision (it is computed per caller)."""
+    with env.sim.nsx.lock:
+        env.sim.nsx.tier1s[T1].routes[route_id].protection = protection
+
+
+@pytest.mark.parametrize(
+    ("protection", "reason"),
+    [("PROTECTED", "protected-by-nsx"), ("REQUIRE_OVERRIDE", "protected-by-principal")],
+)
+def test_a_route_that_became_protected_after_judgement_is_held(
+    tmp_path: Path, protection: str, reason: str
+) -> None:
+    """The deleter checks _protection again on the route as it reads it back, and sends
+    X-Allow-Overwrite only when policy.allow_overwrite says so (here it does not)."""
+    with simulated(tmp_path) as env:
+
+        def protect(_counts: dict[str, int]) -> bool:
+            _protect(env, CL1_A, protection)
+            return True
+
+        outcome = env.apply(confirm=protect)
+        by_id = rows(outcome)
+        assert CL1_A in env.route_ids()
+        assert by_id[CL1_A]["action"] == "held"
+        assert by_id[CL1_A]["hold_reason"].startswith(reason)
+        assert {by_id[CL1_B]["action"], by_id[CL1_C]["action"]} == {"deleted"}
+
+
+def test_allow_overwrite_deletes_a_route_that_became_require_override(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+
+        def protect(_counts: dict[str, int]) -> bool:
+            _protect(env, CL1_A, "REQUIRE_OVERRIDE")
+            return True
+
+        outcome = env.apply(confirm=protect, config=env.with_policy(allow_overwrite=True))
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert not env.route_ids() & CL1_IDS
+
+
+def test_a_single_delete_does_not_override_a_principal_without_allow_overwrite(
+    tmp_path: Path,
+) -> None:
+    """A route that turns REQUIRE_OVERRIDE between its re-read and its DELETE: without
+    policy.allow_overwrite the DELETE goes without X-Allow-Overwrite, and NSX keeps it."""
+    with simulated(tmp_path) as env:
+
+        class Racing(NsxClient):
+            def delete_route(self, route_path: str, **kw: Any) -> bool:
+                if route_path.endswith(CL1_A):
+                    _protect(env, CL1_A, "REQUIRE_OVERRIDE")
+                return super().delete_route(route_path, **kw)
+
+        env.sim.nsx.fail_hierarchical(times=1)
+        outcome = env.apply(nsx_factory=lambda s: Racing(s, sleep=lambda _: None))
+        assert CL1_A in env.route_ids()
+        assert rows(outcome)[CL1_A]["action"] == "delete-failed"
+        assert outcome.exit_code == 1
