@@ -91,14 +91,20 @@ class Env:
         )
 
     def restore(
-        self, report: Path, *, name: str = "restore", config: Config | None = None, **kw: Any
+        self,
+        report: Path,
+        *,
+        name: str = "restore",
+        config: Config | None = None,
+        nsx_factory: Callable[[NsxSettings], Any] = client,
+        **kw: Any,
     ) -> app.Outcome:
         return run_restore(
             config or self.config,
             report_path=report,
             confirm=yes,
             report_dir=self.tmp / name,
-            nsx_factory=client,
+            nsx_factory=nsx_factory,
             **kw,
         )
 

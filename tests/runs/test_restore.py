@@ -16,6 +16,10 @@ from nsx_route_gc.cli import cli
 from nsx_route_gc.config import Secret
 from nsx_route_gc.models import Route, plan_sha256
 from nsx_route_gc.reports.rows import deletion_key
+
+
+from nsx_route_gc.models import Route
+from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.runs.restore import ToRestore, _attempt, restorable_body
 from nsx_route_gc.simulator import SimRoute
 
@@ -405,3 +409,51 @@ def test_a_route_never_deleted_by_this_tool_is_never_created(tmp_path: Path) -> 
         assert named.error is not None
         assert "already gone when the apply came" in named.error
         assert INJECTED not in env.route_ids()
+
+
+# --- the guards, one operator rule each (issue 16) -----------------------------------------
+
+
+def test_a_restore_counts_only_once_nsx_shows_the_route_as_sent(tmp_path: Path) -> None:
+    """NSX accepted the PATCH, but the route read back is not the one sent (somebody else
+    wrote it meanwhile): not restored, the run exits 1."""
+    with simulated(tmp_path) as env:
+        report = applied(env)
+
+        class Overwritten(NsxClient):
+            def patch_route(self, route_path: str, body: dict[str, Any], **kw: Any) -> None:
+                super().patch_route(route_path, body, **kw)
+                if route_path.endswith(CL1_A):
+                    env.sim.nsx.remove_route(T1, CL1_A)
+                    env.sim.nsx.add_route(
+                        SimRoute(T1, CL1_A, body["network"], ("172.16.128.99",), display_name="x")
+                    )
+
+        outcome = env.restore(report, nsx_factory=lambda s: Overwritten(s, sleep=lambda _: None))
+        by_id = rows(outcome)
+        assert by_id[CL1_A]["action"] == "held"
+        assert by_id[CL1_A]["hold_reason"] == "restore-failed"
+        assert "not present as sent" in by_id[CL1_A]["error"]
+        assert {by_id[CL1_B]["action"], by_id[CL1_C]["action"]} == {"restored"}
+        assert outcome.exit_code == 1
+
+
+def test_a_body_that_is_not_the_rows_route_is_refused_and_nothing_written(
+    tmp_path: Path,
+) -> None:
+    """A report whose row for one route carries another route's body is not a way back:
+    restore refuses the file (exit 2, naming it and the route) before talking to NSX."""
+    with simulated(tmp_path) as env:
+        report_path = applied(env)
+        report = read(report_path)
+        by_id = {r["id"]: r for r in report["routes"]}
+        by_id[CL1_A]["nsx_object"] = by_id[CL1_B]["nsx_object"]
+        write(report_path, report)
+        env.sim.nsx.reset_counters()
+        outcome = env.restore(report_path)
+        assert outcome.exit_code == 2
+        assert outcome.error is not None
+        assert str(report_path) in outcome.error
+        assert CL1_A in outcome.error
+        assert sum(env.sim.nsx.counters.values()) == 0
+        assert not CL1_IDS & env.route_ids()
