@@ -457,6 +457,9 @@ def test_a_cluster_without_kubeconfig_uses_kubectls_default(
 
 # --- issue 13: configuration traps and one-line errors -----------------------------------
 
+
+# --- the guards, one operator rule each (issue 16) -----------------------------------------
+
 BASE = "nsx: {host: h, username: u, password_file: pw}\n"
 
 
@@ -554,3 +557,41 @@ def test_cluster_api_allow_http(tmp_path: Path) -> None:
     c = load_config(write(tmp_path, BASE + "cluster_api: {}\n"), {}).config
     assert c.cluster_api is not None
     assert c.cluster_api.allow_http is False
+
+
+@pytest.mark.parametrize(
+    ("written", "allowed"),
+    [("false", False), ("'false'", False), ("'no'", False), ("'off'", False), ("'true'", True)],
+)
+def test_allow_overwrite_written_as_a_string_means_what_it_says(
+    tmp_path: Path, written: str, allowed: bool
+) -> None:
+    """policy.allow_overwrite: "false" (quoted, as Helm and env substitution write it) must
+    not switch on the override of principal-identity routes."""
+    text = f"{BASE}policy: {{allow_overwrite: {written}}}\n"
+    assert load_config(write(tmp_path, text), {}).config.policy.allow_overwrite is allowed
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (f"{BASE}policy: {{min_age: -1h}}\n", "policy.min_age"),
+        (f"{BASE}policy: {{cluster_gone_after: '-30m'}}\n", "policy.cluster_gone_after"),
+        (f"{BASE}policy: {{protect: {{route_id: [r1]}}}}\n", "policy.protect.route_id"),
+        (f"{BASE}polcy: {{max_deletes: 1}}\n", "polcy: unknown key"),
+        (
+            f"{BASE}clusters: [{{name: cl1, kubeconfig: k}}]\n"
+            "retired_clusters: [{name: cl1, pod_cidrs: [172.16.136.0/21]}]\n",
+            "'cl1' is also listed under clusters",
+        ),
+    ],
+)
+def test_input_that_would_weaken_a_guard_is_refused(tmp_path: Path, text: str, names: str) -> None:
+    """A negative grace period, a misspelt protection or policy key (its protection silently
+    unset), a cluster both live and retired: each is one line naming the key, never a run."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), {})
+    message = str(err.value)
+    assert names in message
+    assert "\n" not in message
+    assert str(tmp_path / "config.yaml") in message
