@@ -1063,3 +1063,25 @@ def test_a_listing_nested_100k_deep_fails_the_router_in_one_line(env: Env) -> No
     )
     with pytest.raises(NsxError, match="nested too deeply"):
         env.client().list_routes(T1)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("<html><body>Login failed for admin/{pw}</body></html>", "text/html"),
+        ('["login failed for admin/{pw}"]', "application/json"),
+    ],
+)
+def test_an_error_body_that_is_not_an_nsx_error_object_is_redacted_too(
+    env: Env, body: str, content_type: str
+) -> None:
+    """A proxy or load balancer in front of NSX answers with its own page, echoing the
+    credentials: the message keeps the page's text, never the password."""
+    env.server.expect_request(ROUTES).respond_with_response(
+        Response(body.replace("{pw}", PASSWORD), status=400, content_type=content_type)
+    )
+    with capture_logs() as logs, pytest.raises(NsxApiError) as caught:
+        env.client(auth="basic").list_routes(T1)
+    text = f"{caught.value} {caught.value.args!r} {vars(caught.value)!r} {logs!r}"
+    assert PASSWORD not in text
+    assert "admin/***" in str(caught.value)
