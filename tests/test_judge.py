@@ -96,12 +96,26 @@ class Case:
 LIVE_CL2 = cluster("cl2", node())
 CASES = [
     # Rule 1: ownership.
-    Case("no cluster tag is foreign", [route(cluster_tag=None)], [LIVE_CL2], Verdict.FOREIGN),
+    Case(
+        "no cluster tag is foreign",
+        [route(cluster_tag=None)],
+        [LIVE_CL2],
+        Verdict.FOREIGN,
+        "not-managed: no cluster-name tag",
+    ),
+    Case(
+        "an invalid network without a cluster tag is foreign, not flagged",
+        [route(network="not-a-cidr", cluster_tag=None)],
+        [LIVE_CL2],
+        Verdict.FOREIGN,
+        "invalid-network: 'not-a-cidr'",
+    ),
     Case(
         "tag without the CCM id shape is foreign and flagged",
         [route(rid="manual-route")],
         [LIVE_CL2],
         Verdict.FOREIGN,
+        "not-managed: cluster-name tag but id",
         flag="managed-tag-without-ccm-id",
     ),
     Case(
@@ -116,6 +130,7 @@ CASES = [
         [route(network="not-a-cidr", rid=f"{UID_A}_x_24")],
         [LIVE_CL2],
         Verdict.FOREIGN,
+        "invalid-network",
         flag="invalid-network",
     ),
     # Rule 2: a live node.
@@ -594,3 +609,250 @@ def test_a_network_claimed_by_a_healthy_and_a_doubtful_cluster_stays_unverified(
     assert v.reason is not None
     assert v.reason.startswith(reason)
     assert v.checked_clusters == ("cl2", "cl3")
+
+
+@pytest.mark.parametrize(
+    ("protected", "action"),
+    [
+        ("172.16.146.0/24", Action.HELD),  # exactly the route's network
+        ("172.16.0.0/16", Action.HELD),
+        ("172.16.146.128/25", Action.DELETE),  # inside the route's network: not covering it
+        ("10.0.0.0/8", Action.DELETE),
+        ("fd00::/8", Action.DELETE),
+    ],
+)
+def test_a_protected_network_holds_every_route_inside_it_and_only_those(
+    protected: str, action: Action
+) -> None:
+    v = _orphan_plan(
+        route(uid=UID_B, network="172.16.146.0/24"),
+        Policy(max_delete_percent=100, protect_networks=(protected,)),
+    )
+    assert v.action is action, v.hold_reason
+    if action is Action.HELD:
+        assert v.hold_reason == f"protected-network: {protected}"
+
+
+@pytest.mark.parametrize(("max_deletes", "action"), [(3, Action.DELETE), (2, Action.HELD)])
+def test_max_deletes_allows_exactly_that_many_deletions_in_a_run(
+    max_deletes: int, action: Action
+) -> None:
+    orphans = [route(uid=UID_B, network=f"172.16.{n}.0/24") for n in (146, 147, 148)]
+    plan = judge(
+        [RouterListing(T1, (*orphans, route()))],
+        [LIVE_CL2],
+        Policy(max_deletes=max_deletes, max_delete_percent=100),
+        NOW,
+    )
+    assert [v.action for v in plan.verdicts[:3]] == [action] * 3
+    assert plan.verdicts[3].action is Action.NONE
+    if action is Action.HELD:
+        reason = f"max-deletes: 3 deletions > max_deletes {max_deletes}"
+        assert plan.limit_holds == (("*", reason),)
+        assert {v.hold_reason for v in plan.verdicts[:3]} == {reason}
+    else:
+        assert plan.limit_holds == ()
+
+
+def test_the_per_router_hold_names_the_router_and_its_numbers() -> None:
+    orphans = [
+        route(uid=UID_B, network="172.16.146.0/24"),
+        route(uid=UID_C, network="172.16.147.0/24"),
+    ]
+    plan = judge([RouterListing(T1, (*orphans, route()))], [LIVE_CL2], Policy(), NOW)
+    reason = f"max-delete-percent: 2 of 3 managed routes on {T1} (67%) > 50%"
+    assert plan.limit_holds == ((T1, reason),)
+    assert plan.verdicts[0].hold_reason == reason
+
+
+@pytest.mark.parametrize(
+    ("age_s", "action", "said"),
+    [
+        (3600, Action.DELETE, None),  # exactly min_age: old enough
+        (3599, Action.HELD, "created 59m ago, min_age 60m"),
+        (0, Action.HELD, "created 0s ago, min_age 60m"),
+        (59, Action.HELD, "created 59s ago, min_age 60m"),
+        (119, Action.HELD, "created 119s ago, min_age 60m"),
+        (120, Action.HELD, "created 2m ago, min_age 60m"),
+        (-300, Action.HELD, "created -5m ago, min_age 60m"),  # NSX's clock ahead of ours
+    ],
+)
+def test_the_grace_period_holds_a_route_younger_than_min_age_and_says_how_old(
+    age_s: int, action: Action, said: str | None
+) -> None:
+    created = int((NOW - timedelta(seconds=age_s)).timestamp() * 1000)
+    v = _orphan_plan(route(uid=UID_B, network="172.16.146.0/24", created_ms=created))
+    assert v.action is action, v.hold_reason
+    if said is not None:
+        assert v.hold_reason == f"grace-period: {said}"
+
+
+@pytest.mark.parametrize(
+    ("age", "min_age", "said"),
+    [
+        (timedelta(seconds=7199), timedelta(days=30), "created 119m ago, min_age 30d"),
+        (timedelta(hours=2), timedelta(days=30), "created 2h ago, min_age 30d"),
+        (timedelta(seconds=172799), timedelta(days=30), "created 47h ago, min_age 30d"),
+        (timedelta(days=2), timedelta(days=3), "created 2d ago, min_age 3d"),
+        (timedelta(days=2), timedelta(seconds=172801), "created 2d ago, min_age 2d"),
+    ],
+)
+def test_the_grace_period_counts_in_the_largest_whole_unit(
+    age: timedelta, min_age: timedelta, said: str
+) -> None:
+    created = int((NOW - age).timestamp() * 1000)
+    v = _orphan_plan(
+        route(uid=UID_B, network="172.16.146.0/24", created_ms=created),
+        Policy(max_delete_percent=100, min_age=min_age),
+    )
+    assert v.hold_reason == f"grace-period: {said}"
+
+
+def _one(r: Route, *clusters: ClusterInventory, policy: Policy | None = None) -> RouteVerdict:
+    plan = judge([RouterListing(T1, (r,))], list(clusters), policy or Policy(), NOW)
+    return plan.verdicts[0]
+
+
+def test_a_verdict_about_a_live_node_names_its_cluster_and_node() -> None:
+    live = _one(route(), LIVE_CL2)
+    assert (live.verdict, live.reason, live.cluster, live.node) == (
+        Verdict.LIVE,
+        "node-live",
+        "cl2",
+        "node-a57a",
+    )
+    moved = _one(route(network="172.16.145.0/24"), LIVE_CL2)
+    assert (moved.reason, moved.cluster, moved.node) == (
+        "cidr-mismatch: node node-a57a has podCIDRs 172.16.144.0/24",
+        "cl2",
+        "node-a57a",
+    )
+    stale = _one(route(hop="172.16.128.99"), LIVE_CL2)
+    assert (stale.reason, stale.cluster, stale.node) == (
+        "next-hop-mismatch: node node-a57a has addresses 172.16.128.10",
+        "cl2",
+        "node-a57a",
+    )
+    bare = Node(UID_A, "bare", ("172.16.144.0/24",), ())
+    unknown = _one(route(), cluster("cl2", bare))
+    assert unknown.reason == "next-hop-mismatch: node bare has addresses none"
+    empty = _one(route(), cluster("cl2", Node(UID_A, "empty", (), ("172.16.128.10",))))
+    assert (empty.verdict, empty.cluster, empty.node) == (Verdict.UNVERIFIED, "cl2", "empty")
+
+
+def test_a_verdict_without_a_live_node_names_the_owner_the_tagged_node_and_who_was_asked() -> None:
+    gone = _one(route(uid=UID_B, network="172.16.146.0/24"), LIVE_CL2)
+    assert (gone.reason, gone.cluster, gone.node, gone.checked_clusters) == (
+        f"node-gone: no node with uid {UID_B} in cluster cl2",
+        "cl2",
+        "n",
+        ("cl2",),
+    )
+    failed = _one(
+        route(uid=UID_B, network="172.16.146.0/24"),
+        LIVE_CL2,
+        cluster("cl3", status=ClusterStatus.FAILED),
+    )
+    assert (failed.reason, failed.cluster, failed.node, failed.checked_clusters) == (
+        "inventory-failed: owner cluster cl3 could not be inventoried",
+        "cl2,cl3",
+        "n",
+        ("cl2", "cl3"),
+    )
+    deleting = _one(
+        route(uid=UID_B, network="172.16.146.0/24"),
+        LIVE_CL2,
+        cluster("cl3", status=ClusterStatus.DELETING),
+    )
+    assert (deleting.reason, deleting.cluster, deleting.node) == (
+        "cluster-deleting: owner cluster cl3 is being deleted",
+        "cl2,cl3",
+        "n",
+    )
+    old = ClusterInventory(
+        "cl1", "retired", ClusterStatus.RETIRED, (), ("172.16.136.0/21",), evidence="gone 3d"
+    )
+    retired_gone = _one(route(uid=UID_B, network="172.16.138.0/24"), LIVE_CL2, old)
+    assert (retired_gone.reason, retired_gone.cluster, retired_gone.node) == (
+        "cluster-gone: cluster cl1 is retired (gone 3d)",
+        "cl1",
+        "n",
+    )
+    assert retired_gone.checked_clusters == ("cl1",)
+    two = _one(
+        route(uid=UID_B, network="172.16.138.0/24"),
+        LIVE_CL2,
+        retired("cl1"),
+        retired("cl0", ("172.16.138.0/24",)),
+    )
+    assert (two.reason, two.cluster) == ("cluster-gone: cluster cl0,cl1 is retired", "cl0,cl1")
+    nobody = _one(
+        route(uid=UID_B, network="10.9.0.0/24"), LIVE_CL2, policy=Policy(unattributed="delete")
+    )
+    assert (nobody.verdict, nobody.node, nobody.checked_clusters) == (
+        Verdict.ORPHANED,
+        "n",
+        ("cl2",),
+    )
+    assert nobody.reason is not None
+    assert nobody.reason.startswith("no-owner")
+
+
+def test_a_cluster_tag_naming_no_known_cluster_attributes_nothing() -> None:
+    """Only a tag naming a known cluster makes it an owner; the CCM's default tag value
+    "kubernetes" names no cluster, even one called so."""
+    unknown = _one(route(uid=UID_B, network="10.9.0.0/24", cluster_tag="cl9"), LIVE_CL2)
+    assert unknown.verdict is Verdict.UNATTRIBUTED
+    named = cluster("kubernetes", cidrs=())
+    default = _one(route(uid=UID_B, network="10.9.0.0/24"), LIVE_CL2, named)
+    assert default.verdict is Verdict.UNATTRIBUTED
+    assert default.cluster is None
+
+
+def test_owners_are_found_by_any_cluster_cidr_or_live_node_podcidr_covering_the_network() -> None:
+    # A network equal to the cluster CIDR itself.
+    whole = _one(route(uid=UID_B, network="172.16.144.0/21"), LIVE_CL2)
+    assert (whole.verdict, whole.cluster) == (Verdict.ORPHANED, "cl2")
+    # Clusters whose CIDRs are longer than the route's, or of the other family, come first.
+    small = cluster("cl0", cidrs=("172.16.146.0/28", "fd00::/48"))
+    behind = _one(route(uid=UID_B, network="172.16.146.0/24"), small, LIVE_CL2)
+    assert (behind.verdict, behind.cluster) == (Verdict.ORPHANED, "cl2")
+    # No cluster CIDR configured: a live node's podCIDR names the owner.
+    by_node = _one(
+        route(uid=UID_B, network="172.16.150.0/24"),
+        cluster("cl2", node(UID_C, "172.16.150.0/24", "172.16.128.11"), cidrs=()),
+    )
+    assert (by_node.verdict, by_node.cluster) == (Verdict.ORPHANED, "cl2")
+
+
+def test_a_doubtful_route_sharing_a_live_routes_network_keeps_its_doubt() -> None:
+    """A route for a node without podCIDR, beside a live route for the same network: it
+    stays unverified (never deletable) and is marked as shadowing the live route."""
+    empty = Node(UID_B, "empty", (), ("172.16.129.1",))
+    plan = judge(
+        [RouterListing(T1, (route(uid=UID_B, hop="172.16.129.1"), route()))],
+        [cluster("cl2", node(), empty)],
+        Policy(max_delete_percent=100),
+        NOW,
+    )
+    doubtful = plan.verdicts[0]
+    assert doubtful.verdict is Verdict.UNVERIFIED
+    assert doubtful.action is Action.NONE
+    assert doubtful.shadows == route().id
+    assert doubtful.severity == "high"
+    assert doubtful.reason is not None
+    assert doubtful.reason.startswith("node-without-podcidr")
+    assert doubtful.reason.endswith(f"; shadows live route {route().id}")
+
+
+def test_two_live_routes_for_one_network_are_a_high_severity_conflict() -> None:
+    other = node(UID_B, "172.16.144.0/24", "172.16.129.5")
+    routes = (route(), route(uid=UID_B, hop="172.16.129.5"))
+    plan = judge(
+        [RouterListing(T1, routes)],
+        [LIVE_CL2, cluster("cl3", other, cidrs=("172.16.144.0/22",))],
+        Policy(),
+        NOW,
+    )
+    assert {v.severity for v in plan.verdicts} == {"high"}
+    assert plan.verdicts[1].reason == f"conflict: network also carried by live route {routes[0].id}"
