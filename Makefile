@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict $(wildcard tools)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
@@ -37,7 +38,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-# Mutation testing (mutmut) of the modules that decide or delete, in a venv of its own;
+# Mutation testing (mutmut, pinned) of the modules that decide or delete, in a venv of its own;
+# slow, so not part of `test`. Updates docs/mutation.md (scores, every surviving mutant) and
 # writes build/mutation/REPORT.md. MUTATE=judge.py runs one module.
 MUT_VENV := .venv-mut
 MUT_STAMP := $(MUT_VENV)/.installed
