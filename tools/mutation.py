@@ -60,6 +60,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "nsx_route_gc/config.py": ["tests/test_config.py", "tests/deploy/test_cronjob.py"],
     "nsx_route_gc/nsx/transport.py": [
+        "tests/nsx/test_transport.py",
         "tests/nsx/test_client.py",
         "tests/nsx/test_client_search.py",
     ],
