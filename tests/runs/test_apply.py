@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ from nsx_route_gc.errors import NsxError
 from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict, plan_sha256
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import Deleter
+from nsx_route_gc.reports.journal import JOURNAL_NAME, Journal, is_finished
 from nsx_route_gc.reports.rows import deletion_key
 from nsx_route_gc.runs.apply import Proposal
 from nsx_route_gc.simulator import SimRoute, load_scenario
 from nsx_route_gc.simulator.model import ccm_route
 
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
 GONE_UID = "0b7e3c55-7f53-4a52-9e7b-1c2d3e4f5a6b"  # a node of cl1 nobody has seen before
 CL1_A, CL1_B, CL1_C = sorted(CL1_IDS)
 
@@ -794,3 +797,30 @@ def test_a_single_delete_does_not_override_a_principal_without_allow_overwrite(
         assert CL1_A in env.route_ids()
         assert rows(outcome)[CL1_A]["action"] == "delete-failed"
         assert outcome.exit_code == 1
+
+
+def test_an_unfinished_journal_stops_the_next_apply_unless_forced(tmp_path: Path) -> None:
+    """An earlier apply died while deleting: its journal is the only way back, so the next
+    apply deletes nothing and names it; --force keeps it aside (journal.<time>.jsonl)."""
+    with simulated(tmp_path) as env:
+        directory = tmp_path / "apply"
+        directory.mkdir()
+        journal = Journal.create(
+            directory, run_id="died", nsx_host=env.config.nsx.host, clock=lambda: NOW
+        )
+        journal.close()
+        env.sim.nsx.reset_counters()
+        refused = env.apply()
+        assert refused.exit_code == 2
+        assert refused.error is not None
+        assert refused.error.startswith(f"{directory / JOURNAL_NAME}: unfinished journal")
+        assert "--force" in refused.error
+        assert env.route_ids() >= CL1_IDS
+        assert sum(env.sim.nsx.counters.values()) == 0
+        forced = env.apply(force=True)
+        assert forced.exit_code == 0
+        assert not env.route_ids() & CL1_IDS
+        kept = [p.name for p in directory.glob("journal.*.jsonl")]
+        assert len(kept) == 1
+        assert not is_finished(directory / kept[0])
+        assert is_finished(directory / JOURNAL_NAME)
