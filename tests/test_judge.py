@@ -802,7 +802,8 @@ def test_a_cluster_tag_naming_no_known_cluster_attributes_nothing() -> None:
     """Only a tag naming a known cluster makes it an owner; the CCM's default tag value
     "kubernetes" names no cluster, even one called so."""
     unknown = _one(route(uid=UID_B, network="10.9.0.0/24", cluster_tag="cl9"), LIVE_CL2)
-    assert unknown.verdict is Verdict.UNATTRIBUTED
+    assert (unknown.verdict, unknown.node) == (Verdict.UNATTRIBUTED, "n")
+    assert unknown.reason == "no-owner: no known cluster claims 10.9.0.0/24"
     named = cluster("kubernetes", cidrs=())
     default = _one(route(uid=UID_B, network="10.9.0.0/24"), LIVE_CL2, named)
     assert default.verdict is Verdict.UNATTRIBUTED

@@ -28,6 +28,10 @@ def reference(text: str) -> tuple[int, int, int] | None:
         "10.0.0.0/33",
         "10.0.0.0/024",
         "010.0.0.0/24",  # leading zeros: ipaddress refuses them
+        "01.0.0.0/24",
+        "10.0.0.01/24",
+        "a.b.c.d/24",
+        "१.२.३.४/24",  # non-ASCII digits in every octet
         "10.0.0.256/24",
         "10.0.0/24",
         "10.0.0.0.0/24",
