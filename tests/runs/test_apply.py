@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from applykit import CL1_IDS, T1, read, rows, simulated, write
+from applykit import CL1_IDS, T1, client, read, rows, simulated, write, yes
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from factories import ccm_route as factory_route
@@ -23,9 +24,12 @@ from nsx_route_gc.errors import NsxError
 from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict, plan_sha256
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import Deleter
-from nsx_route_gc.reports.journal import JOURNAL_NAME, Journal, is_finished
+from nsx_route_gc.reports.journal import JOURNAL_NAME, Journal, is_finished, read_journal
 from nsx_route_gc.reports.rows import deletion_key
 from nsx_route_gc.runs.apply import Proposal
+
+
+from nsx_route_gc.runs.apply import run_apply
 from nsx_route_gc.simulator import SimRoute, load_scenario
 from nsx_route_gc.simulator.model import ccm_route
 
@@ -824,3 +828,109 @@ def test_an_unfinished_journal_stops_the_next_apply_unless_forced(tmp_path: Path
         assert len(kept) == 1
         assert not is_finished(directory / kept[0])
         assert is_finished(directory / JOURNAL_NAME)
+
+
+# --- what the log, the journal and the report keep (issue 16: apply's survivors) ----------
+
+
+def test_every_planned_route_and_limit_hold_is_in_the_log(tmp_path: Path) -> None:
+    """The log is the way back when the report is lost: a planned route already gone is
+    logged as deleted with its router and id, and a limit names the router it holds."""
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.remove_route(T1, CL1_B)
+        with capture_logs() as logs:
+            outcome = env.apply(plan, config=env.with_policy(max_delete_percent=10.0))
+        assert outcome.exit_code == 1
+    gone = [e for e in logs if e["event"] == "route.deleted"]
+    assert [(e["router"], e["route"], e["note"]) for e in gone] == [(T1, CL1_B, "already-gone")]
+    held = [e for e in logs if e["event"] == "router.deletions_held"]
+    assert [(e["router"], e["reason"].split(":")[0]) for e in held] == [(T1, "max-delete-percent")]
+
+
+def test_an_orphan_not_in_the_plan_is_held_naming_the_plan(tmp_path: Path) -> None:
+    with simulated(tmp_path, max_delete_percent=100) as env:
+        plan = env.scan()
+        late = new_cl1_orphan()
+        env.sim.nsx.add_route(late)
+        outcome = env.apply(plan)
+        reason = rows(outcome)[late.id]["hold_reason"]
+        assert reason == f"not-in-plan: orphaned, but not approved in {plan}"
+
+
+def test_max_deletes_allows_exactly_that_many_planned_deletions(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        outcome = env.apply(plan, config=env.with_policy(max_deletes=3))
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert not env.route_ids() & CL1_IDS
+
+
+def test_a_plan_row_held_out_of_scope_keeps_the_planned_route(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        planned = {r["id"]: r for r in read(plan)["routes"]}
+        nsx = replace(env.config.nsx, routers=("/infra/tier-1s/another",))
+        outcome = env.apply(plan, config=replace(env.config, nsx=nsx))
+        for rid in CL1_IDS:
+            row = rows(outcome)[rid]
+            assert row["next_hops"] == planned[rid]["next_hops"] != []
+            assert row["tags"] == planned[rid]["tags"] != []
+            assert row["error"] is None
+
+
+def test_the_journal_names_run_manager_and_report_and_a_rerun_replaces_it(
+    tmp_path: Path,
+) -> None:
+    """An apply into a report directory that does not exist yet creates it (however deep);
+    its finished journal names the run, the NSX manager and the report it ends with; a
+    second apply into the same directory replaces that finished journal."""
+    with simulated(tmp_path) as env:
+        first = env.apply(name="runs/a/b")
+        directory = tmp_path / "runs" / "a" / "b"
+        journal = read_journal(directory / JOURNAL_NAME)
+        assert first.report is not None
+        assert (journal.run_id, journal.nsx_host) == (first.report["run_id"], env.config.nsx.host)
+        assert journal.finished
+        end = json.loads((directory / JOURNAL_NAME).read_text().splitlines()[-1])
+        assert end["report"] == "report.json"
+        env.sim.nsx.add_route(new_cl1_orphan())
+        second = env.apply(name="runs/a/b", config=env.with_policy(max_delete_percent=100))
+        assert second.exit_code == 0
+        assert second.report is not None
+        assert read_journal(directory / JOURNAL_NAME).run_id == second.report["run_id"]
+        assert list(directory.glob("journal.*.jsonl")) == []
+
+
+def test_an_apply_without_a_report_directory_still_deletes_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        outcome = run_apply(env.config, confirm=yes, nsx_factory=client, sleep=lambda _: None)
+        assert outcome.exit_code == 0
+        assert outcome.paths == []
+        assert not env.route_ids() & CL1_IDS
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]
+
+
+def test_with_a_grace_period_of_exactly_five_minutes_the_search_confirms(tmp_path: Path) -> None:
+    """Search vouches for routes at least OVERLAP_MIN_AGE old: at exactly that grace period
+    one search confirms, no router is listed again."""
+    with simulated(tmp_path, min_age="5m") as env:
+        env.sim.nsx.reset_counters()
+        outcome = env.apply()
+        assert outcome.exit_code == 0
+        assert env.sim.nsx.counters["nsx_list_routes"] == 1
+        assert env.sim.nsx.counters["nsx_search"] == 1
+
+
+def test_a_plan_is_rechecked_against_the_clusters_cluster_api_lists(tmp_path: Path) -> None:
+    """apply --plan finds the clusters the way the scan did (here: Cluster API on the
+    management cluster), so the planned orphan is still proven orphaned and deleted."""
+    with simulated(tmp_path, "management") as env:
+        plan = env.scan()
+        planned = [r["id"] for r in read(plan)["routes"] if r["action"] == "delete"]
+        assert len(planned) == 1
+        outcome = env.apply(plan)
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert planned[0] not in env.route_ids()
