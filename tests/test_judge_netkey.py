@@ -31,6 +31,7 @@ def reference(text: str) -> tuple[int, int, int] | None:
         "01.0.0.0/24",
         "10.0.0.01/24",
         "a.b.c.d/24",
+        "10 0 0 0/24",  # not dots
         "१.२.३.४/24",  # non-ASCII digits in every octet
         "10.0.0.256/24",
         "10.0.0/24",
