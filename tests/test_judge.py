@@ -857,3 +857,38 @@ def test_two_live_routes_for_one_network_are_a_high_severity_conflict() -> None:
     )
     assert {v.severity for v in plan.verdicts} == {"high"}
     assert plan.verdicts[1].reason == f"conflict: network also carried by live route {routes[0].id}"
+
+
+def test_a_reason_names_every_cidr_address_and_cluster_it_rests_on() -> None:
+    dual = Node(UID_A, "dual", ("172.16.144.0/24", "fd00::/64"), ("172.16.128.10", "fd00::10"))
+    moved = _one(route(network="172.16.145.0/24"), cluster("cl2", dual))
+    assert moved.reason == "cidr-mismatch: node dual has podCIDRs 172.16.144.0/24, fd00::/64"
+    stale = _one(route(hop="172.16.128.99"), cluster("cl2", dual))
+    assert stale.reason == "next-hop-mismatch: node dual has addresses 172.16.128.10, fd00::10"
+    gone = route(uid=UID_B, network="172.16.146.0/24")
+    two_failed = _one(
+        gone, *(cluster(n, status=ClusterStatus.FAILED) for n in ("cl3", "cl4")), LIVE_CL2
+    )
+    assert two_failed.reason == "inventory-failed: owner cluster cl3,cl4 could not be inventoried"
+    two_deleting = _one(gone, *(cluster(n, status=ClusterStatus.DELETING) for n in ("cl3", "cl4")))
+    assert two_deleting.reason == "cluster-deleting: owner cluster cl3,cl4 is being deleted"
+    two_live = _one(gone, LIVE_CL2, cluster("cl3"))
+    assert two_live.reason == f"node-gone: no node with uid {UID_B} in cluster cl2,cl3"
+    assert two_live.cluster == "cl2,cl3"
+    evidenced = [
+        ClusterInventory(n, "retired", ClusterStatus.RETIRED, (), ("172.16.136.0/21",), evidence=e)
+        for n, e in (("cl0", "gone 2d"), ("cl1", "gone 3d"))
+    ]
+    both = _one(route(uid=UID_B, network="172.16.138.0/24"), *evidenced)
+    assert both.reason == "cluster-gone: cluster cl0,cl1 is retired (gone 2d; gone 3d)"
+
+
+def test_a_conflict_names_every_other_live_route_for_the_network() -> None:
+    uids = (UID_A, UID_B, UID_C)
+    hops = ("172.16.128.10", "172.16.129.5", "172.16.129.6")
+    nodes = [node(u, "172.16.144.0/24", h) for u, h in zip(uids, hops, strict=True)]
+    routes = tuple(route(uid=u, hop=h) for u, h in zip(uids, hops, strict=True))
+    plan = judge([RouterListing(T1, routes)], [cluster("cl2", *nodes)], Policy(), NOW)
+    assert plan.verdicts[0].reason == (
+        f"conflict: network also carried by live route {routes[1].id},{routes[2].id}"
+    )
