@@ -457,3 +457,69 @@ def test_a_body_that_is_not_the_rows_route_is_refused_and_nothing_written(
         assert CL1_A in outcome.error
         assert sum(env.sim.nsx.counters.values()) == 0
         assert not CL1_IDS & env.route_ids()
+
+
+def test_a_route_nsx_is_still_deleting_is_left_alone(tmp_path: Path) -> None:
+    """Back with the same id but marked_for_delete (NSX has not realized the delete yet):
+    held for a later restore, nothing written."""
+    with simulated(tmp_path) as env:
+        original = env.routes()
+        report = applied(env)
+        body = original[CL1_A]
+        env.sim.nsx.add_route(
+            SimRoute(T1, CL1_A, body["network"], tuple(h["ip_address"] for h in body["next_hops"]))
+        )
+
+        class Deleting(NsxClient):
+            def get_route(self, route_path: str) -> Route | None:
+                found = super().get_route(route_path)
+                if found is None or not route_path.endswith(CL1_A):
+                    return found
+                marked = {**(found.nsx_object or {}), "marked_for_delete": True}
+                return replace(found, raw=json.dumps(marked))
+
+        env.sim.nsx.reset_counters()
+        outcome = env.restore(report, nsx_factory=lambda s: Deleting(s, sleep=lambda _: None))
+        by_id = rows(outcome)
+        assert by_id[CL1_A]["action"] == "held"
+        assert by_id[CL1_A]["hold_reason"].startswith("being-deleted")
+        assert by_id[CL1_A]["error"] is None
+        assert env.sim.nsx.counters["nsx_patch"] == 2  # CL1_B and CL1_C only
+        assert outcome.exit_code == 1
+        assert outcome.report is not None
+        assert outcome.report["restore"] == {
+            **outcome.report["restore"],
+            "selected": 3,
+            "restored": 2,
+            "already_present": 0,
+            "held": 1,
+            "failed": 0,
+        }
+        assert outcome.report["errors"] == ["1 route(s) not restored (held)"]
+
+
+def test_the_same_route_written_differently_counts_as_already_present(tmp_path: Path) -> None:
+    """Same network (written with host bits), next hops (default admin distance, another
+    order) and tags: nothing to write, and it counts as restored, already present."""
+    with simulated(tmp_path) as env:
+        report_path = applied(env)
+        report = read(report_path)
+        row = next(r for r in report["routes"] if r["id"] == CL1_A)
+        body = row["nsx_object"]
+        body["next_hops"] = [{"ip_address": "172.16.128.250"}, *body["next_hops"]]
+        write(report_path, report)
+        hops = tuple(h["ip_address"] for h in reversed(body["next_hops"]))
+        tags = tuple((t["scope"], t["tag"]) for t in reversed(body["tags"]))
+        network = body["network"].replace(".0/24", ".7/24")
+        env.sim.nsx.add_route(SimRoute(T1, CL1_A, network, hops, tags=tags))
+        env.sim.nsx.reset_counters()
+        outcome = env.restore(report_path, route_ids=[CL1_A])
+        row_out = rows(outcome)[CL1_A]
+        assert (row_out["action"], row_out["note"]) == (
+            "restored",
+            "already-present: a route with this id and content exists",
+        )
+        assert env.sim.nsx.counters["nsx_patch"] == 0
+        assert outcome.report is not None
+        assert outcome.report["restore"]["already_present"] == 1
+        assert outcome.exit_code == 0
