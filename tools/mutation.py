@@ -4,6 +4,7 @@
     .venv-mut/bin/python tools/mutation.py judge.py         # the modules whose path ends so
     .venv-mut/bin/python tools/mutation.py --at main judge.py   # the tests of a commit: "before"
     .venv-mut/bin/python tools/mutation.py --full judge.py  # against the whole suite instead
+    .venv-mut/bin/python tools/mutation.py --rerun judge.py # the last run's survivors only
 
 mutmut 3 only finds mutated code under ./, src/ or source/, and `gc` cannot be that root (it
 would name the modules gc.nsx_route_gc.*). So each module runs in its own staging copy,
@@ -177,6 +178,30 @@ def run(module: str, tests: list[str], dest: Path, rev: str | None = None) -> Re
     seconds = time.monotonic() - started
     (dest / "seconds.txt").write_text(f"{seconds:.1f}\n")
     return collect(module, tests, dest)
+
+
+def rerun(module: str, tests: list[str], dest: Path) -> Result:
+    """Run the last run's survivors again against the work tree's tests as they are now
+    (copied into the staging copy, mutmut's test map rebuilt); the others keep their status."""
+    meta = json.loads((dest / "mutants" / f"src/{module}.meta").read_text())["exit_code_by_key"]
+    names = [name for name, code in meta.items() if code in {0, 33}]
+    for copy in (dest / "tests", dest / "mutants" / "tests"):
+        shutil.copytree(ROOT / "tests", copy, dirs_exist_ok=True)
+    (dest / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    started = time.monotonic()
+    mutmut = Path(sys.executable).parent / "mutmut"
+    if names:
+        with (dest / "mutmut-rerun.log").open("w") as log:
+            subprocess.run(
+                [mutmut, "run", "--max-children", str(MAX_CHILDREN), *names],
+                cwd=dest,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+            )
+    result = collect(module, tests, dest)
+    result.extra["rerun"] = {"mutants": len(names), "seconds": round(time.monotonic() - started)}
+    return result
 
 
 def collect(module: str, tests: list[str], dest: Path) -> Result:
@@ -354,6 +379,7 @@ def update_doc(
             "score": round(result.score, 1),
             "seconds": round(result.seconds),
             "date": _today(),
+            **result.extra,
         }
         body = survivors_section(result, notes)
     new = f"<!-- data: {json.dumps(data, sort_keys=True)} -->\n{body}"
@@ -393,6 +419,8 @@ def score_table(text: str) -> str:
         was = f"{before['mutants']}, {before['score']}% ({before['tests_of']})" if before else "-"
         is_ = f"{now['mutants']}, {now['score']}%" if now else "-"
         took = f"{now['seconds']} s" if now else "-"
+        if now and "rerun" in now:
+            took += f", then its {now['rerun']['mutants']} survivors: {now['rerun']['seconds']} s"
         out.append(f"| {m.group('module')} | {was} | {is_} | {took} | {now and now['date']} |")
     return "\n".join(out) + "\n"
 
@@ -409,6 +437,9 @@ def main() -> None:
     parser.add_argument(
         "--collect", action="store_true", help="report the last run's results, run nothing"
     )
+    parser.add_argument(
+        "--rerun", action="store_true", help="run the last run's survivors against today's tests"
+    )
     args = parser.parse_args()
     chosen = [m for m in MODULES if not args.modules or any(m.endswith(s) for s in args.modules)]
     if not chosen:
@@ -421,6 +452,9 @@ def main() -> None:
         name = Path(module).stem + ("-full" if args.full else "") + ("-before" if args.at else "")
         if args.collect:
             result = collect(module, tests, OUT / name)
+        elif args.rerun:
+            print(f"{module}: survivors again, in {OUT / name}", flush=True)
+            result = rerun(module, tests, OUT / name)
         else:
             print(f"{module}: mutmut against {len(tests)} test files in {OUT / name}", flush=True)
             result = run(module, tests, OUT / name, args.at)
