@@ -246,3 +246,69 @@ def test_a_duplicate_key_in_a_journal_line_is_refused(tmp_path: Path) -> None:
     path.write_text('{"event": "start", "event": "start"}\n')
     with pytest.raises(PlanError, match="duplicate key 'event'"):
         read_journal(path)
+
+
+# --- issue 16: what restore --from takes from a journal ----------------------------------
+
+
+def _died(env: Env, directory: Path, ids: list[str]) -> None:
+    """A run that sent one batch of ``ids`` and died: the journal, no report."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with client(env.config.nsx) as nsx:
+        listed = {r.id: r for r in nsx.list_routes(T1)}
+    journal = Journal.create(
+        directory, run_id="died", nsx_host=env.config.nsx.host, clock=lambda: NOW
+    )
+    victims = [listed[i] for i in ids]
+    number = journal.sending(victims, via="hierarchical")
+    journal.outcome(number, [(victims[0], "held-changed", "changed-since-plan")])
+    journal.close()
+    for route in victims[1:]:
+        env.sim.nsx.remove_route(T1, route.id)
+
+
+def test_a_journal_gives_back_the_routes_as_sent_and_never_one_proven_kept(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        original = env.routes()
+        kept, *sent = sorted(CL1_IDS)
+        _died(env, tmp_path / "died", [kept, *sent])
+        outcome = env.restore(tmp_path / "died")
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        by_id = rows(outcome)
+        assert set(by_id) == set(sent)  # the held one was never deleted: nothing to restore
+        for rid in sent:
+            row, body = by_id[rid], original[rid]
+            assert row["path"] == f"{T1}/static-routes/{rid}"
+            assert row["display_name"] == body["display_name"]
+            assert row["network"] == body["network"]
+            assert row["next_hops"] == [h["ip_address"] for h in body["next_hops"]]
+            assert row["tags"] == body["tags"]
+            assert row["revision"] == body["_revision"]
+            assert row["protection"] == body["_protection"]
+            assert row["verdict"] == "orphaned"
+            assert row["note"] == "restored"
+        assert env.routes().keys() == original.keys()
+
+
+def test_a_directory_whose_report_is_gone_falls_back_to_its_finished_journal(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        env.apply(env.scan())
+        directory = tmp_path / "apply"
+        (directory / "report.json").unlink()
+        assert choose_source(directory) == directory / JOURNAL_NAME
+        found = deleted_rows(directory, nsx_host=env.config.nsx.host)
+        assert {r["id"] for r in found.rows} == CL1_IDS
+        assert {r["note"].split(":")[0] for r in found.rows} == {
+            f"from the journal of run {read_journal(directory / JOURNAL_NAME).run_id}"
+        }
+
+
+def test_the_hint_names_the_newest_run_directory(tmp_path: Path) -> None:
+    for name in ("run-20261130T030000Z", "run-20261130T040000Z", "run-20261129T230000Z"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(PlanError, match=r"e\.g\. .*run-20261130T040000Z\)$"):
+        deleted_rows(tmp_path, nsx_host="nsx.example.com")
