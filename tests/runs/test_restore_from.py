@@ -302,6 +302,9 @@ def test_a_directory_whose_report_is_gone_falls_back_to_its_finished_journal(
         assert choose_source(directory) == directory / JOURNAL_NAME
         found = deleted_rows(directory, nsx_host=env.config.nsx.host)
         assert {r["id"] for r in found.rows} == CL1_IDS
+        assert {(r["revision"], r["protection"], r["action"]) for r in found.rows} == {
+            (0, "NOT_PROTECTED", "deleted")
+        }
         assert {r["note"].split(":")[0] for r in found.rows} == {
             f"from the journal of run {read_journal(directory / JOURNAL_NAME).run_id}"
         }
