@@ -934,3 +934,114 @@ def test_a_plan_is_rechecked_against_the_clusters_cluster_api_lists(tmp_path: Pa
         outcome = env.apply(plan)
         assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
         assert planned[0] not in env.route_ids()
+
+
+# --- the deleter's confirmations (issue 16: paths no test reached) -------------------------
+
+
+def test_a_delete_refused_as_changed_is_held_when_it_cannot_be_read_back(
+    tmp_path: Path,
+) -> None:
+    """NSX says the route changed, and the read that would tell more fails: the route is
+    held (the conservative side), never counted as deleted."""
+    with simulated(tmp_path) as env:
+        refused: list[str] = []
+
+        class Unreadable(NsxClient):
+            def delete_route(self, route_path: str, **kw: Any) -> bool:
+                try:
+                    return super().delete_route(route_path, **kw)
+                except NsxError:
+                    refused.append(route_path)
+                    raise
+
+            def get_route(self, route_path: str) -> Route | None:
+                if route_path in refused:
+                    raise NsxError(f"GET {route_path}: 503 Service Unavailable")
+                return super().get_route(route_path)
+
+        env.sim.nsx.fail_hierarchical(times=1, status=400)
+        env.sim.nsx.fail_next("nsx_delete", status=412, error_code=0)
+        outcome = env.apply(nsx_factory=lambda s: Unreadable(s, sleep=lambda _: None))
+        assert len(refused) == 1
+        by_path = {r["path"]: r for r in rows(outcome).values()}
+        assert by_path[refused[0]]["action"] == "held"
+        assert by_path[refused[0]]["hold_reason"].startswith(
+            "changed-since-plan: NSX refused the delete"
+        )
+        assert {
+            r["action"] for p, r in by_path.items() if p != refused[0] and r["id"] in CL1_IDS
+        } == {"deleted"}
+        assert refused[0].rsplit("/", 1)[1] in env.route_ids()
+
+
+def test_when_the_confirming_listing_fails_each_route_is_read_instead(tmp_path: Path) -> None:
+    with simulated(tmp_path, min_age="4m") as env:
+        lists: list[str] = []
+
+        class FailingList(NsxClient):
+            def list_routes(self, router_path: str) -> list[Route]:
+                lists.append(router_path)
+                if len(lists) > 1:  # the scan's listing passes, the confirming one fails
+                    raise NsxError(f"GET {router_path}: 503 Service Unavailable")
+                return super().list_routes(router_path)
+
+        env.sim.nsx.reset_counters()
+        outcome = env.apply(nsx_factory=lambda s: FailingList(s, sleep=lambda _: None))
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert {rows(outcome)[rid]["note"] for rid in CL1_IDS} == {"deleted: confirmed gone"}
+        assert env.sim.nsx.counters["nsx_get"] == 3
+
+
+def test_a_deletion_is_confirmed_by_a_later_read_when_the_first_fails() -> None:
+    candidates = _orphans(1)
+    sleeps: list[float] = []
+
+    class Flaky(MarkingNsx):
+        def __init__(self, routes: Sequence[Route]) -> None:
+            super().__init__(routes)
+            self.reads = 0
+
+        def hierarchical_delete(self, router_path: str, routes: Sequence[Route], **kw: Any) -> None:
+            raise NsxError("batch refused")
+
+        def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
+            del self.routes[route_path]
+            return True
+
+        def get_route(self, route_path: str) -> Route | None:
+            self.reads += 1
+            if self.reads == 2:  # the first read after the DELETE
+                raise NsxError(f"GET {route_path}: 503")
+            return super().get_route(route_path)
+
+    nsx = Flaky([v.route for v in candidates])
+    results = Deleter(nsx, allow_overwrite=False, sleep=sleeps.append).delete(candidates)
+    assert results[0].verdict.action is Action.DELETED
+    assert results[0].note == "deleted: confirmed gone"
+    assert sleeps == [1.0]
+
+
+def test_a_deletion_never_confirmed_says_why() -> None:
+    candidates = _orphans(1)
+
+    class Blind(MarkingNsx):
+        def hierarchical_delete(self, router_path: str, routes: Sequence[Route], **kw: Any) -> None:
+            raise NsxError("batch refused")
+
+        def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
+            return True
+
+        def get_route(self, route_path: str) -> Route | None:
+            if getattr(self, "deleted", False):
+                raise NsxError(f"GET {route_path}: 503")
+            self.deleted = True
+            return super().get_route(route_path)
+
+    results = Deleter(
+        Blind([v.route for v in candidates]), allow_overwrite=False, sleep=lambda _: None
+    ).delete(candidates)
+    assert results[0].verdict.action is Action.DELETE_FAILED
+    assert (
+        results[0].error == f"could not confirm the deletion: GET {candidates[0].route.path}: 503"
+    )
