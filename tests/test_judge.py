@@ -327,6 +327,7 @@ def test_rule(case: Case) -> None:
     plan = judge([RouterListing(T1, tuple(case.routes))], case.clusters, case.policy, NOW)
     first = plan.verdicts[0]
     assert first.verdict is case.verdict, first.reason
+    assert first.route == case.routes[0]  # every verdict carries the route it is about
     if case.reason:
         assert first.reason is not None
         assert first.reason.startswith(case.reason), first.reason
@@ -892,3 +893,19 @@ def test_a_conflict_names_every_other_live_route_for_the_network() -> None:
     assert plan.verdicts[0].reason == (
         f"conflict: network also carried by live route {routes[1].id},{routes[2].id}"
     )
+
+
+def test_a_managed_route_without_a_node_name_tag_is_still_judged() -> None:
+    bare = route(uid=UID_B, network="172.16.146.0/24")
+    untagged = Route(
+        bare.router_path,
+        bare.id,
+        bare.path,
+        bare.network,
+        bare.next_hops,
+        ((CLUSTER_TAG_SCOPE, "kubernetes"),),
+        create_time_ms=OLD_MS,
+        revision=0,
+    )
+    v = _orphan_plan(untagged)
+    assert (v.verdict, v.node, v.action) == (Verdict.ORPHANED, None, Action.DELETE)
