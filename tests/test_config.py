@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from nsx_route_gc.config import NsxSettings, Secret, load_config, normalise_host, parse_duration
+from nsx_route_gc.config import (
+    Config,
+    NsxSettings,
+    Secret,
+    load_config,
+    normalise_host,
+    parse_duration,
+)
 from nsx_route_gc.errors import ConfigError
 
 CANARY = "canary-S3cr3t-pw"
@@ -595,3 +603,144 @@ def test_input_that_would_weaken_a_guard_is_refused(tmp_path: Path, text: str, n
     assert names in message
     assert "\n" not in message
     assert str(tmp_path / "config.yaml") in message
+
+
+def _key_names_in_message(tmp_path: Path, text: str, names: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), {})
+    message = str(err.value)
+    assert f"{tmp_path / 'config.yaml'}: {names}" in message, message
+    assert "\n" not in message
+    assert CANARY not in message
+
+
+NSX_OK = "nsx: {host: h, username: u, password_file: pw"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # Every key, each with a value it refuses: the one line names the file and the key.
+        (f"{NSX_OK}, insecure: maybe}}\n", "nsx.insecure: expected true or false"),
+        (f"{NSX_OK}, insecure: 1}}\n", "nsx.insecure: expected true or false"),
+        (f"{NSX_OK}, timeout: 0}}\n", "nsx.timeout: expected a number from 1 to 600"),
+        (f"{NSX_OK}, timeout: 601}}\n", "nsx.timeout: expected a number from 1 to 600"),
+        (f"{NSX_OK}, timeout: true}}\n", "nsx.timeout: expected a number"),
+        (f"{NSX_OK}, timeout: '30'}}\n", "nsx.timeout: expected a number"),
+        (f"{NSX_OK}, page_size: 1001}}\n", "nsx.page_size: expected a number from 1 to 1000"),
+        (f"{NSX_OK}, rate_limit: 0.5}}\n", "nsx.rate_limit: expected a number from 1 to 10000"),
+        (f"{NSX_OK}, concurrency: 40}}\n", "nsx.concurrency: expected a number from 1 to 39"),
+        (f"{NSX_OK}, max_attempts: 21}}\n", "nsx.max_attempts: expected a number from 1 to 20"),
+        (f"{NSX_OK}, username: ''}}\n", "nsx.username: expected a non-empty string"),
+        (f"{NSX_OK}, auth: ''}}\n", "nsx.auth: expected a non-empty string"),
+        (f"{NSX_OK}, routers: tier-1}}\n", "nsx.routers: expected a list, got str"),
+        (f"{NSX_OK}, routers: [7]}}\n", "nsx.routers[0]: expected a non-empty string"),
+        ("nsx: [h]\n", "nsx: expected a mapping, got list"),
+        ("[1]\n", "top level: expected a mapping, got list"),
+        (f"{NSX_OK}}}\nclusters: cl2\n", "clusters: expected a list, got str"),
+        (f"{NSX_OK}}}\nclusters: [{{name: '', kubeconfig: k}}]\n", "clusters[0].name"),
+        (
+            f"{NSX_OK}}}\nclusters: [{{name: a, kubeconfig: k, context: 3}}]\n",
+            "clusters[0].context",
+        ),
+        (
+            f"{NSX_OK}}}\nclusters: [{{name: a, kubeconfig: k, pod_cidrs: x}}]\n",
+            "clusters[0].pod_cidrs: expected a list",
+        ),
+        (
+            f"{NSX_OK}}}\nclusters: [{{name: a, kubeconfig: k, podcidrs: []}}]\n",
+            "clusters[0].podcidrs: unknown key",
+        ),
+        (f"{NSX_OK}}}\nretired_clusters: x\n", "retired_clusters: expected a list, got str"),
+        (
+            f"{NSX_OK}}}\nretired_clusters: [{{name: a, pod_cidrs: [10.0.0.0/8]}},"
+            " {name: a, pod_cidrs: [10.0.0.0/8]}]\n",
+            "retired_clusters: cluster 'a' is listed twice",
+        ),
+        (f"{NSX_OK}}}\ncluster_api: {{kubeconfig: ''}}\n", "cluster_api.kubeconfig"),
+        (f"{NSX_OK}}}\ncluster_api: {{namespaces: [1]}}\n", "cluster_api.namespaces[0]"),
+        (f"{NSX_OK}}}\ncluster_api: {{namespace: [a]}}\n", "cluster_api.namespace: unknown key"),
+        (f"{NSX_OK}}}\nstate: {{file: ''}}\n", "state.file: expected a non-empty string"),
+        (f"{NSX_OK}}}\nmetrics: {{job: ''}}\n", "metrics.job: expected a non-empty string"),
+        (f"{NSX_OK}}}\nmetrics: {{pushgateway: 3}}\n", "metrics.pushgateway"),
+        (
+            f"{NSX_OK}}}\ninventory_concurrency: 0\n",
+            "inventory_concurrency: expected a whole number >= 1",
+        ),
+        (
+            f"{NSX_OK}}}\ninventory_concurrency: true\n",
+            "inventory_concurrency: expected a whole number",
+        ),
+        (
+            f"{NSX_OK}}}\npolicy: {{max_deletes: true}}\n",
+            "policy.max_deletes: expected a whole number >= 0",
+        ),
+        (
+            f"{NSX_OK}}}\npolicy: {{max_deletes: 1.5}}\n",
+            "policy.max_deletes: expected a whole number >= 0",
+        ),
+        (
+            f"{NSX_OK}}}\npolicy: {{max_delete_percent: -1}}\n",
+            "policy.max_delete_percent: expected a number from 0 to 100",
+        ),
+        (f"{NSX_OK}}}\npolicy: {{max_delete_percent: true}}\n", "policy.max_delete_percent"),
+        (
+            f"{NSX_OK}}}\npolicy: {{allow_overwrite: maybe}}\n",
+            "policy.allow_overwrite: expected true or false",
+        ),
+        (
+            f"{NSX_OK}}}\npolicy: {{protect: {{tag_scopes: ['']}}}}\n",
+            "policy.protect.tag_scopes[0]",
+        ),
+        (
+            f"{NSX_OK}}}\npolicy: {{protect: {{route_ids: r1}}}}\n",
+            "policy.protect.route_ids: expected a list",
+        ),
+        (f"{NSX_OK}}}\npolicy: {{protect: {{networks: [x]}}}}\n", "policy.protect.networks[0]"),
+        (f"{NSX_OK}}}\npolicy: {{protect: [x]}}\n", "policy.protect: expected a mapping"),
+        (f"{NSX_OK}}}\npolicy: {{min_age: 1w}}\n", "policy.min_age: expected a duration"),
+        (f"{NSX_OK}}}\npolicy: {{min_age: h}}\n", "policy.min_age: expected a duration"),
+    ],
+)
+def test_every_key_refuses_a_bad_value_naming_itself(tmp_path: Path, text: str, names: str) -> None:
+    _key_names_in_message(tmp_path, text, names)
+
+
+@pytest.mark.parametrize(
+    ("text", "check"),
+    [
+        (f"{NSX_OK}, insecure: 'yes'}}\n", lambda c: c.nsx.insecure is True),
+        (f"{NSX_OK}, insecure: 'off'}}\n", lambda c: c.nsx.insecure is False),
+        (
+            f"{NSX_OK}, timeout: 1, page_size: 1000}}\n",
+            lambda c: (c.nsx.timeout, c.nsx.page_size) == (1, 1000),
+        ),
+        (f"{NSX_OK}}}\ninventory_concurrency: 1\n", lambda c: c.cluster_concurrency == 1),
+        (f"{NSX_OK}}}\n", lambda c: c.cluster_concurrency == 8),
+        (
+            f"{NSX_OK}}}\npolicy: {{max_deletes: 0, max_delete_percent: 0}}\n",
+            lambda c: (c.policy.max_deletes, c.policy.max_delete_percent) == (0, 0),
+        ),
+        (
+            f"{NSX_OK}}}\npolicy: {{min_age: ' 2H '}}\n",
+            lambda c: c.policy.min_age == timedelta(hours=2),
+        ),
+        (
+            f"{NSX_OK}}}\npolicy: {{min_age: 1.5h}}\n",
+            lambda c: c.policy.min_age == timedelta(minutes=90),
+        ),
+        (f"{NSX_OK}}}\n", lambda c: c.policy.cluster_gone_after == timedelta(hours=1)),
+        (
+            f"{NSX_OK}}}\npolicy: {{protect: {{tag_scopes: [a, b]}}}}\n",
+            lambda c: c.policy.protect_tag_scopes == ("a", "b"),
+        ),
+        (
+            f"{NSX_OK}}}\nstate: {{file: s/c.json}}\n",
+            lambda c: c.state.file is not None and c.state.file.is_absolute(),
+        ),
+    ],
+)
+def test_values_at_the_edges_are_taken_as_written(
+    tmp_path: Path, text: str, check: Callable[[Config], bool]
+) -> None:
+    assert check(load_config(write(tmp_path, text), {}).config)
