@@ -635,6 +635,8 @@ NSX_OK = "nsx: {host: h, username: u, password_file: pw"
         (f"{NSX_OK}, auth: ''}}\n", "nsx.auth: expected a non-empty string"),
         (f"{NSX_OK}, routers: tier-1}}\n", "nsx.routers: expected a list, got str"),
         (f"{NSX_OK}, routers: [7]}}\n", "nsx.routers[0]: expected a non-empty string"),
+        (f"{NSX_OK}, routers: 5}}\n", "nsx.routers: expected a list, got int"),
+        (f"{NSX_OK}}}\nclusters: {{cl2: {{}}}}\n", "clusters: expected a list, got dict"),
         ("nsx: [h]\n", "nsx: expected a mapping, got list"),
         ("[1]\n", "top level: expected a mapping, got list"),
         (f"{NSX_OK}}}\nclusters: cl2\n", "clusters: expected a list, got str"),
