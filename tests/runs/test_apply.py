@@ -1045,3 +1045,39 @@ def test_a_deletion_never_confirmed_says_why() -> None:
     assert (
         results[0].error == f"could not confirm the deletion: GET {candidates[0].route.path}: 503"
     )
+
+
+def test_the_log_keeps_every_deleted_body_and_why_each_other_route_was_not(
+    tmp_path: Path,
+) -> None:
+    """The log is the way back when the report is lost: each deleted route's full body, each
+    held route's reason, each failed deletion's error, with router, route and network."""
+    with simulated(tmp_path) as env:
+        before = env.routes()
+        env.sim.nsx.fail_hierarchical(times=1, status=400)
+        env.sim.nsx.fail_delete(CL1_B, status=400, times=5)
+
+        def drift(_counts: dict[str, int]) -> bool:
+            env.sim.nsx.bump_revision(T1, CL1_A)
+            return True
+
+        with capture_logs() as logs:
+            env.apply(confirm=drift)
+    by_event = {
+        e["route"]: e
+        for e in logs
+        if e["event"] in {"route.deleted", "route.held", "route.delete_failed"}
+        and e.get("router") == T1
+    }
+    assert set(by_event) == CL1_IDS
+    a, b, c = (by_event[rid] for rid in (CL1_A, CL1_B, CL1_C))
+    assert (a["event"], a["reason"].split(":")[0]) == ("route.held", "changed-since-plan")
+    assert (b["event"], "400" in b["error"]) == ("route.delete_failed", True)
+    assert (c["event"], c["nsx_object"], c["note"]) == (
+        "route.deleted",
+        before[CL1_C],
+        "deleted: confirmed gone",
+    )
+    assert {e["network"] for e in (a, b, c)} == {before[r]["network"] for r in CL1_IDS}
+    assert a["log_level"] == "warning"
+    assert b["log_level"] == "error"
