@@ -869,7 +869,11 @@ def test_max_deletes_allows_exactly_that_many_planned_deletions(tmp_path: Path) 
 def test_a_plan_row_held_out_of_scope_keeps_the_planned_route(tmp_path: Path) -> None:
     with simulated(tmp_path) as env:
         plan = env.scan()
-        planned = {r["id"]: r for r in read(plan)["routes"]}
+        report = read(plan)
+        planned = {r["id"]: r for r in report["routes"]}
+        # What a plan's row says beyond its key is not trusted: no error text, no odd types.
+        planned[CL1_A].update(error="stale text", checked_clusters=None)
+        plan.write_text(json.dumps(report))
         nsx = replace(env.config.nsx, routers=("/infra/tier-1s/another",))
         outcome = env.apply(plan, config=replace(env.config, nsx=nsx))
         for rid in CL1_IDS:
@@ -877,6 +881,7 @@ def test_a_plan_row_held_out_of_scope_keeps_the_planned_route(tmp_path: Path) ->
             assert row["next_hops"] == planned[rid]["next_hops"] != []
             assert row["tags"] == planned[rid]["tags"] != []
             assert row["error"] is None
+        assert rows(outcome)[CL1_A]["checked_clusters"] == []
 
 
 def test_the_journal_names_run_manager_and_report_and_a_rerun_replaces_it(
