@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 from applykit import CL1_IDS, T1, Env, read, resign, rows, simulated, write
+
+
+from applykit import CL1_IDS, T1, Env, read, rows, simulated, write
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from nsx_route_gc.cli import cli
@@ -523,3 +527,36 @@ def test_the_same_route_written_differently_counts_as_already_present(tmp_path: 
         assert outcome.report is not None
         assert outcome.report["restore"]["already_present"] == 1
         assert outcome.exit_code == 0
+
+
+def test_the_restore_report_and_log_say_what_was_put_back_from_where(tmp_path: Path) -> None:
+    """The restore report is the record of the change: its source, run, manager, times and
+    configuration, each row with the body sent and the revision NSX gave it; a failure is
+    counted in the errors; the log names router and route of each outcome."""
+    with simulated(tmp_path) as env:
+        report_path = applied(env)
+        report = read(report_path)
+        broken = next(r for r in report["routes"] if r["id"] == CL1_A)
+        broken["nsx_object"]["next_hops"] = []  # refused by NSX
+        # A row's lists as a hand-edited report may have them: the report is written anyway.
+        next(r for r in report["routes"] if r["id"] == CL1_B)["checked_clusters"] = None
+        report_path.write_text(json.dumps(report))
+        bodies = {r["id"]: r["nsx_object"] for r in report["routes"] if r["id"] in CL1_IDS}
+        with capture_logs() as logs:
+            outcome = env.restore(report_path)
+        assert outcome.report is not None
+        done = outcome.report
+        assert done["restore"]["source"] == str(report_path)
+        assert done["nsx"]["host"] == env.config.nsx.host
+        assert done["config"] == env.config.source
+        assert done["run_id"]
+        assert done["run_id"] != report["run_id"]
+        assert done["started_at"] <= done["finished_at"]
+        assert done["errors"] == ["1 restore(s) failed"]
+        for rid in CL1_IDS:
+            row = rows(outcome)[rid]
+            assert row["nsx_object"] == bodies[rid]
+            assert row["revision"] == (None if rid == CL1_A else env.routes()[rid]["_revision"])
+        assert rows(outcome)[CL1_B]["checked_clusters"] == []
+    events = {(e["event"], e["router"], e["route"]) for e in logs if "route" in e}
+    assert events >= {("route.restored", T1, CL1_B), ("route.restore_failed", T1, CL1_A)}
