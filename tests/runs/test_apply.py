@@ -1086,3 +1086,27 @@ def test_the_log_keeps_every_deleted_body_and_why_each_other_route_was_not(
     assert {e["network"] for e in (a, b, c)} == {before[r]["network"] for r in CL1_IDS}
     assert a["log_level"] == "warning"
     assert b["log_level"] == "error"
+
+
+def test_the_apply_report_says_which_plan_and_what_became_of_it(tmp_path: Path) -> None:
+    """The report of an apply of a plan names the plan and when it was made, the run,
+    manager and configuration, and one error line per kind of planned route not deleted;
+    each route held before deleting is logged once with its reason."""
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.bump_revision(T1, CL1_A)  # changed since the plan: held before deleting
+        env.sim.nsx.fail_hierarchical(times=1, status=400)
+        env.sim.nsx.fail_delete(CL1_B, status=400, times=5)
+        with capture_logs() as logs:
+            outcome = env.apply(plan)
+    assert outcome.report is not None
+    done, planned = outcome.report, read(plan)
+    assert done["apply"]["source"] == str(plan)
+    assert done["apply"]["plan_finished_at"] is not None
+    assert done["apply"]["plan_finished_at"].replace("+00:00", "Z") == planned["finished_at"]
+    assert (done["nsx"]["host"], done["config"]) == (env.config.nsx.host, env.config.source)
+    assert done["run_id"] not in {None, planned["run_id"]}
+    assert planned["finished_at"] <= done["started_at"] <= done["finished_at"]
+    assert done["errors"] == ["1 deletion(s) failed", "1 planned deletion(s) held"]
+    held = [(e["route"], e["reason"].split(":")[0]) for e in logs if e["event"] == "route.held"]
+    assert held == [(CL1_A, "changed-since-plan")]
