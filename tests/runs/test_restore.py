@@ -24,7 +24,7 @@ from nsx_route_gc.reports.rows import deletion_key
 
 from nsx_route_gc.models import Route
 from nsx_route_gc.nsx.client import NsxClient
-from nsx_route_gc.runs.restore import ToRestore, _attempt, restorable_body
+from nsx_route_gc.runs.restore import ToRestore, _attempt, content, restorable_body
 from nsx_route_gc.simulator import SimRoute
 
 CL1_A, CL1_B, CL1_C = sorted(CL1_IDS)
@@ -560,3 +560,17 @@ def test_the_restore_report_and_log_say_what_was_put_back_from_where(tmp_path: P
         assert rows(outcome)[CL1_B]["checked_clusters"] == []
     events = {(e["event"], e["router"], e["route"]) for e in logs if "route" in e}
     assert events >= {("route.restored", T1, CL1_B), ("route.restore_failed", T1, CL1_A)}
+
+
+def test_a_route_back_with_the_same_id_but_another_network_is_not_the_same() -> None:
+    """What makes two routes with one id the same route: network (as a network, host bits
+    ignored; compared as written when it is no CIDR), next hops and tags."""
+    body = {
+        "network": "172.16.136.0/24",
+        "next_hops": [{"ip_address": "172.16.128.63", "admin_distance": 1}],
+        "tags": [{"scope": "s", "tag": "t"}],
+    }
+    assert content({**body, "network": "172.16.136.9/24"}) == content(body)
+    assert content({**body, "network": "172.16.137.0/24"}) != content(body)
+    assert content({**body, "network": "nonsense"}) == content({**body, "network": "nonsense"})
+    assert content({**body, "network": "nonsense"}) != content({**body, "network": "other"})
