@@ -574,3 +574,18 @@ def test_a_route_back_with_the_same_id_but_another_network_is_not_the_same() -> 
     assert content({**body, "network": "172.16.137.0/24"}) != content(body)
     assert content({**body, "network": "nonsense"}) == content({**body, "network": "nonsense"})
     assert content({**body, "network": "nonsense"}) != content({**body, "network": "other"})
+    hop, other_hop = body["next_hops"][0], {"ip_address": "172.16.128.64", "admin_distance": 1}
+    assert content({**body, "next_hops": [other_hop]}) != content(body)
+    assert content({**body, "next_hops": [{**hop, "admin_distance": 2}]}) != content(body)
+    assert content({**body, "next_hops": [{"ip_address": hop["ip_address"]}]}) == content(body)
+    two = {**body, "next_hops": [hop, other_hop]}
+    assert content({**body, "next_hops": [other_hop, hop]}) == content(two)
+    assert content({**body, "tags": [{"scope": "s", "tag": "u"}]}) != content(body)
+    assert content({**body, "tags": [{"scope": "r", "tag": "t"}]}) != content(body)
+    assert content({**body, "tags": [{"tag": "t"}]}) == content(
+        {**body, "tags": [{"scope": "", "tag": "t"}]}
+    )
+    assert content({**body, "tags": [{"scope": "s"}]}) == content(
+        {**body, "tags": [{"scope": "s", "tag": ""}]}
+    )
+    assert content({**body, "tags": [], "next_hops": []}) == content({"network": body["network"]})
