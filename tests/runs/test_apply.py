@@ -1110,3 +1110,31 @@ def test_the_apply_report_says_which_plan_and_what_became_of_it(tmp_path: Path) 
     assert done["errors"] == ["1 deletion(s) failed", "1 planned deletion(s) held"]
     held = [(e["route"], e["reason"].split(":")[0]) for e in logs if e["event"] == "route.held"]
     assert held == [(CL1_A, "changed-since-plan")]
+
+
+def test_an_interrupt_while_deleting_sends_no_further_batch() -> None:
+    """Ctrl-C (or SIGTERM) during a batch: that batch is NSX's business now, but no other
+    router's batch is sent afterwards."""
+    first = _orphans(2)
+    other = "/infra/tier-1s/other"
+    second = [
+        RouteVerdict(
+            factory_route(
+                f"{i:08d}-0000-4000-8000-00000000000b", f"10.9.{i}.0/24", "10.255.0.1", router=other
+            ),
+            Verdict.ORPHANED,
+            "node-gone",
+            action=Action.DELETE,
+        )
+        for i in range(2)
+    ]
+
+    class Interrupted(MarkingNsx):
+        def hierarchical_delete(self, router_path: str, routes: Sequence[Route], **kw: Any) -> None:
+            self.batches.append([(r.id, r.revision) for r in routes])
+            raise KeyboardInterrupt
+
+    nsx = Interrupted([v.route for v in first + second])
+    with pytest.raises(KeyboardInterrupt):
+        Deleter(nsx, allow_overwrite=False, sleep=lambda _: None, workers=1).delete(first + second)
+    assert [[rid for rid, _ in batch] for batch in nsx.batches] == [[v.route.id for v in first]]
