@@ -13,6 +13,9 @@ from applykit import CL1_IDS, T1, Env, read, resign, rows, simulated, write
 
 
 from applykit import CL1_IDS, T1, Env, read, rows, simulated, write
+
+
+from applykit import CL1_IDS, T1, Env, client, read, rows, simulated, write
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
@@ -22,9 +25,10 @@ from nsx_route_gc.models import Route, plan_sha256
 from nsx_route_gc.reports.rows import deletion_key
 
 
+from nsx_route_gc.errors import NsxAccessError, NsxError
 from nsx_route_gc.models import Route
 from nsx_route_gc.nsx.client import NsxClient
-from nsx_route_gc.runs.restore import ToRestore, _attempt, content, restorable_body
+from nsx_route_gc.runs.restore import ToRestore, _attempt, content, restorable_body, run_restore
 from nsx_route_gc.simulator import SimRoute
 
 CL1_A, CL1_B, CL1_C = sorted(CL1_IDS)
@@ -589,3 +593,111 @@ def test_a_route_back_with_the_same_id_but_another_network_is_not_the_same() -> 
         {**body, "tags": [{"scope": "s", "tag": ""}]}
     )
     assert content({**body, "tags": [], "next_hops": []}) == content({"network": body["network"]})
+
+
+def test_a_refused_or_declined_restore_changes_nothing_and_says_so(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        report = applied(env)
+        asked: list[dict[str, int]] = []
+        env.sim.nsx.reset_counters()
+        with capture_logs() as logs:
+            declined = run_restore(
+                env.config,
+                report_path=report,
+                confirm=lambda counts: asked.append(counts) or False,
+                nsx_factory=client,
+            )
+            refused = env.restore(tmp_path / "scan" / "report.json")
+        assert asked == [{T1: 3}]
+        assert (declined.exit_code, declined.error) == (1, "restore cancelled: nothing was changed")
+        assert refused.exit_code == 2
+        assert sum(env.sim.nsx.counters.values()) == 0
+        assert not CL1_IDS & env.route_ids()
+    cancelled = [e for e in logs if e["event"] == "restore.cancelled"]
+    assert [e["routes"] for e in cancelled] == [3]
+    refusals = [e for e in logs if e["event"] == "restore.refused"]
+    assert [e["report"] for e in refusals] == [str(tmp_path / "scan" / "report.json")]
+    assert refusals[0]["error"] == refused.error
+
+
+def test_routes_that_cannot_be_checked_first_are_not_written(tmp_path: Path) -> None:
+    """A row whose report kept no body, and a route whose read before the PATCH fails: both
+    held with why, nothing written for them; the log names each outcome."""
+    with simulated(tmp_path) as env:
+        report_path = applied(env)
+        report = read(report_path)
+        next(r for r in report["routes"] if r["id"] == CL1_A)["nsx_object"] = None
+        report_path.write_text(json.dumps(report))
+
+        class Unreadable(NsxClient):
+            def get_route(self, route_path: str) -> Route | None:
+                if route_path.endswith(CL1_B):
+                    raise NsxError(f"GET {route_path}: 503")
+                return super().get_route(route_path)
+
+        env.sim.nsx.reset_counters()
+        with capture_logs() as logs:
+            outcome = env.restore(
+                report_path, nsx_factory=lambda s: Unreadable(s, sleep=lambda _: None)
+            )
+        by_id = rows(outcome)
+        assert (by_id[CL1_A]["action"], by_id[CL1_A]["hold_reason"]) == (
+            "held",
+            "no-original-body: the report kept no body to restore",
+        )
+        assert (by_id[CL1_B]["action"], by_id[CL1_B]["hold_reason"]) == ("held", "restore-failed")
+        assert by_id[CL1_B]["error"] == (
+            f"reading the route before restoring failed: GET {T1}/static-routes/{CL1_B}: 503"
+        )
+        assert env.sim.nsx.counters["nsx_patch"] == 1
+        assert env.route_ids() & CL1_IDS == {CL1_C}
+    outcomes = {
+        e["route"]: (e["event"], e.get("reason") or e.get("error") or e.get("note"))
+        for e in logs
+        if e["event"].startswith("route.") and e.get("router") == T1
+    }
+    assert outcomes == {
+        CL1_A: ("route.held", "no-original-body: the report kept no body to restore"),
+        CL1_B: ("route.restore_failed", by_id[CL1_B]["error"]),
+        CL1_C: ("route.restored", "restored"),
+    }
+
+
+def test_a_refused_login_mid_restore_keeps_what_was_restored_in_the_report(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        report = applied(env)
+        first, *rest = sorted(CL1_IDS)
+
+        class Locked(NsxClient):
+            def get_route(self, route_path: str) -> Route | None:
+                if not route_path.endswith(first):
+                    raise NsxAccessError("the manager refused the session")
+                return super().get_route(route_path)
+
+        outcome = env.restore(report, nsx_factory=lambda s: Locked(s, sleep=lambda _: None))
+        assert outcome.exit_code == 1
+        by_id = rows(outcome)
+        assert by_id[first]["action"] == "restored"
+        for rid in rest:
+            assert (by_id[rid]["hold_reason"], by_id[rid]["error"]) == (
+                "restore-failed",
+                "the manager refused the session",
+            )
+        assert env.route_ids() & CL1_IDS == {first}
+
+
+def test_a_restore_report_can_be_gzipped_and_an_already_present_row_has_its_revision(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        report = applied(env)
+        env.restore(report, name="first", route_ids=[CL1_A])
+        revision = env.routes()[CL1_A]["_revision"]
+        again = env.restore(report, name="again", route_ids=[CL1_A], compress=True)
+        assert [p.name for p in again.paths][:1] == ["report.json.gz"]
+        assert (rows(again)[CL1_A]["note"], rows(again)[CL1_A]["revision"]) == (
+            "already-present: a route with this id and content exists",
+            revision,
+        )
