@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from applykit import CL1_IDS, T1, Env, client, read, rows, simulated
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from nsx_route_gc.cli import cli
 from nsx_route_gc.errors import PlanError
+from nsx_route_gc.models import Route
 from nsx_route_gc.reports.journal import JOURNAL_NAME, Journal, is_finished, read_journal
 from nsx_route_gc.reports.rows import fill_rows
 from nsx_route_gc.runs import frame
@@ -311,7 +313,55 @@ def test_a_directory_whose_report_is_gone_falls_back_to_its_finished_journal(
 
 
 def test_the_hint_names_the_newest_run_directory(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match=r"journal\.jsonl in this directory$"):
+        deleted_rows(tmp_path, nsx_host="nsx.example.com")
     for name in ("run-20261130T030000Z", "run-20261130T040000Z", "run-20261129T230000Z"):
         (tmp_path / name).mkdir()
     with pytest.raises(PlanError, match=r"e\.g\. .*run-20261130T040000Z\)$"):
         deleted_rows(tmp_path, nsx_host="nsx.example.com")
+
+
+def test_journal_rows_take_only_what_the_body_proves(tmp_path: Path) -> None:
+    """A journal is read back defensively: next hops and tags that are not lists become
+    empty lists, a tag without scope or value has it empty, a route sent without an answer
+    recorded says so."""
+    body = {
+        "id": "r1",
+        "network": "10.1.0.0/24",
+        "next_hops": 5,
+        "tags": [{"tag": "t"}, {"scope": "s"}],
+        "_revision": 4,
+    }
+    odd = Route(
+        T1, "r1", f"{T1}/static-routes/r1", "10.1.0.0/24", (), (), revision=4, raw=json.dumps(body)
+    )
+    no_tags = {**body, "id": "r2", "next_hops": [{"ip_address": "10.9.9.9"}, "x"], "tags": 7}
+    other = Route(
+        T1, "r2", f"{T1}/static-routes/r2", "10.2.0.0/24", (), (), raw=json.dumps(no_tags)
+    )
+    journal = Journal.create(tmp_path, run_id="died", nsx_host="nsx.example.com", clock=lambda: NOW)
+    journal.sending([odd, other], via="hierarchical")
+    journal.close()
+    found = deleted_rows(tmp_path, nsx_host="nsx.example.com")
+    first, second = found.rows
+    assert (first["next_hops"], first["tags"]) == (
+        [],
+        [{"scope": "", "tag": "t"}, {"scope": "s", "tag": ""}],
+    )
+    assert (second["next_hops"], second["tags"]) == (["10.9.9.9"], [])
+    assert first["checked_clusters"] == second["checked_clusters"] == []
+    assert first["note"] == "from the journal of run died: sent, no answer recorded"
+
+
+def test_a_report_of_another_manager_is_refused_naming_the_file(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        env.apply(env.scan())
+        report = tmp_path / "apply" / "report.json"
+        with capture_logs() as logs:
+            found = deleted_rows(tmp_path / "apply", nsx_host=env.config.nsx.host)
+        assert [(e["source"], e["routes"]) for e in logs if e["event"] == "restore.source"] == [
+            (str(report), 3)
+        ]
+        assert found.source == report
+        with pytest.raises(PlanError, match=f"^{re.escape(str(report))}: made against"):
+            deleted_rows(report, nsx_host="nsx-b.example.com")
