@@ -631,7 +631,7 @@ NSX_OK = "nsx: {host: h, username: u, password_file: pw"
         (f"{NSX_OK}, rate_limit: 0.5}}\n", "nsx.rate_limit: expected a number from 1 to 10000"),
         (f"{NSX_OK}, concurrency: 40}}\n", "nsx.concurrency: expected a number from 1 to 39"),
         (f"{NSX_OK}, max_attempts: 21}}\n", "nsx.max_attempts: expected a number from 1 to 20"),
-        (f"{NSX_OK}, username: ''}}\n", "nsx.username: expected a non-empty string"),
+        ("nsx: {host: h, username: '', password_file: pw}\n", "nsx.username: expected a non-empty"),
         (f"{NSX_OK}, auth: ''}}\n", "nsx.auth: expected a non-empty string"),
         (f"{NSX_OK}, routers: tier-1}}\n", "nsx.routers: expected a list, got str"),
         (f"{NSX_OK}, routers: [7]}}\n", "nsx.routers[0]: expected a non-empty string"),
