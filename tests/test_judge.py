@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -909,3 +910,11 @@ def test_a_managed_route_without_a_node_name_tag_is_still_judged() -> None:
     )
     v = _orphan_plan(untagged)
     assert (v.verdict, v.node, v.action) == (Verdict.ORPHANED, None, Action.DELETE)
+
+
+def test_a_route_whose_path_is_elsewhere_says_where_it_was_listed_and_where_nsx_puts_it() -> None:
+    r = route(uid=UID_B, network="172.16.146.0/24")
+    elsewhere = dataclasses.replace(r, path=f"/infra/tier-0s/t0/static-routes/{r.id}")
+    (v, _) = judge([RouterListing(T1, (elsewhere, route()))], [LIVE_CL2], Policy(), NOW).verdicts
+    assert v.route == elsewhere
+    assert v.reason == f"path-elsewhere: listed on {T1}, NSX gives its path as {elsewhere.path}"
