@@ -342,7 +342,16 @@ def test_journal_rows_take_only_what_the_body_proves(tmp_path: Path) -> None:
     journal = Journal.create(tmp_path, run_id="died", nsx_host="nsx.example.com", clock=lambda: NOW)
     journal.sending([odd, other], via="hierarchical")
     journal.close()
-    found = deleted_rows(tmp_path, nsx_host="nsx.example.com")
+    with capture_logs() as logs:
+        found = deleted_rows(tmp_path, nsx_host="nsx.example.com")
+    assert (found.source, found.nsx_host, found.from_journal) == (
+        tmp_path / JOURNAL_NAME,
+        "nsx.example.com",
+        True,
+    )
+    assert [(e["source"], e["routes"]) for e in logs if e["event"] == "restore.source"] == [
+        (str(tmp_path / JOURNAL_NAME), 2)
+    ]
     first, second = found.rows
     assert (first["next_hops"], first["tags"]) == (
         [],
@@ -365,3 +374,18 @@ def test_a_report_of_another_manager_is_refused_naming_the_file(tmp_path: Path) 
         assert found.source == report
         with pytest.raises(PlanError, match=f"^{re.escape(str(report))}: made against"):
             deleted_rows(report, nsx_host="nsx-b.example.com")
+
+
+@pytest.mark.parametrize("apply_section", ["not a mapping", {"restore_sha256": 5}])
+def test_a_report_whose_digest_is_unreadable_has_none(
+    tmp_path: Path, apply_section: object
+) -> None:
+    with simulated(tmp_path) as env:
+        env.apply(env.scan())
+        report = tmp_path / "apply" / "report.json"
+        doc = read(report)
+        doc["apply"] = apply_section
+        report.write_text(json.dumps(doc))
+        found = deleted_rows(report, nsx_host=env.config.nsx.host)
+        assert found.recorded_sha256 is None
+        assert {r["id"] for r in found.rows} == CL1_IDS
