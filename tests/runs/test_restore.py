@@ -694,3 +694,27 @@ def test_a_restore_report_can_be_gzipped_and_an_already_present_row_has_its_revi
             "already-present: a route with this id and content exists",
             revision,
         )
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_restore_sends_allow_overwrite_for_a_principal_route_only_when_policy_allows(
+    tmp_path: Path, allowed: bool
+) -> None:
+    with simulated(tmp_path, "principal") as env:
+        overwriting = env.with_policy(allow_overwrite=True)
+        report = env.scan(config=overwriting)
+        assert env.apply(report, config=overwriting).exit_code == 0
+        sent: list[bool] = []
+
+        class Recording(NsxClient):
+            def patch_route(self, route_path: str, body: dict[str, Any], **kw: Any) -> None:
+                sent.append(kw.get("allow_overwrite", False))
+                super().patch_route(route_path, body, **kw)
+
+        config = env.with_policy(allow_overwrite=allowed)
+        env.restore(
+            tmp_path / "apply" / "report.json",
+            config=config,
+            nsx_factory=lambda s: Recording(s, sleep=lambda _: None),
+        )
+        assert sent == [allowed] * 3
