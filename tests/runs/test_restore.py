@@ -718,3 +718,33 @@ def test_restore_sends_allow_overwrite_for_a_principal_route_only_when_policy_al
             nsx_factory=lambda s: Recording(s, sleep=lambda _: None),
         )
         assert sent == [allowed] * 3
+
+
+def test_restore_names_the_digest_it_refuses_and_logs_the_rows_it_leaves(tmp_path: Path) -> None:
+    """--plan-sha256 other than the report's restore_sha256 is refused naming the file, the
+    digest and the approved one; a route already gone when the apply came (not deleted by
+    this tool) is left out, and the log counts it."""
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.remove_route(T1, CL1_A)
+        assert env.apply(plan).exit_code == 0
+        report = tmp_path / "apply" / "report.json"
+        digest = read(report)["apply"]["restore_sha256"]
+        other = "0" * 64
+        refused = env.restore(report, plan_sha256=other)
+        assert refused.error == (
+            f"{report}: restore_sha256 {digest} is not the approved --plan-sha256 {other}"
+        )
+        with capture_logs() as logs:
+            outcome = env.restore(report, plan_sha256=digest)
+        assert set(rows(outcome)) == {CL1_B, CL1_C}
+    not_ours = [(e["routes"], e["reason"]) for e in logs if e["event"] == "restore.not_ours"]
+    assert not_ours == [(1, "already-gone")]
+
+
+def test_a_restore_of_only_its_own_deletions_logs_none_left_out(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        report = applied(env)
+        with capture_logs() as logs:
+            assert env.restore(report).exit_code == 0
+    assert [e for e in logs if e["event"] == "restore.not_ours"] == []
