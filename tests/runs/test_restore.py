@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from applykit import CL1_IDS, T1, Env, client, read, resign, rows, simulated, write
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
@@ -748,3 +749,58 @@ def test_a_restore_of_only_its_own_deletions_logs_none_left_out(tmp_path: Path) 
         with capture_logs() as logs:
             assert env.restore(report).exit_code == 0
     assert [e for e in logs if e["event"] == "restore.not_ours"] == []
+
+
+def test_a_restore_run_is_labelled_summarised_and_needs_no_report_directory(
+    tmp_path: Path,
+) -> None:
+    """Every log line of the run carries mode=restore and its run id; the run ends with one
+    run.summary line (exit code, restored count); without --report-dir nothing is written."""
+    with simulated(tmp_path) as env:
+        report = applied(env)
+        bound: list[dict[str, Any]] = []
+
+        def confirm(_counts: dict[str, int]) -> bool:
+            bound.append(dict(structlog.contextvars.get_contextvars()))
+            return True
+
+        with capture_logs() as logs:
+            outcome = run_restore(
+                env.config, report_path=report, confirm=confirm, nsx_factory=client
+            )
+        assert outcome.exit_code == 0
+        assert outcome.paths == []
+        assert outcome.report is not None
+        assert bound == [{"mode": "restore", "run_id": outcome.report["run_id"]}]
+        assert env.route_ids() >= CL1_IDS
+    summary = [e for e in logs if e["event"] == "run.summary"]
+    assert [(e["exit_code"], e["action_restored"]) for e in summary] == [(0, 3)]
+
+
+def test_an_unknown_route_id_says_whether_the_apply_found_it_gone(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.remove_route(T1, CL1_A)
+        env.apply(plan)
+        report = tmp_path / "apply" / "report.json"
+        gone = env.restore(report, route_ids=[CL1_A])
+        nowhere = env.restore(report, route_ids=["no-such-route"])
+    assert gone.error == (
+        f"{report}: route {CL1_A}: it was already gone when the apply came "
+        "(this tool did not delete it)"
+    )
+    assert (
+        nowhere.error
+        == f"{report}: route no-such-route: no deleted route with this id in this report"
+    )
+
+
+def test_an_nsx_failure_that_ends_a_restore_is_logged(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        report = applied(env)
+        wrong = replace(env.config.nsx, password=Secret("not-the-password"))
+        with capture_logs() as logs:
+            outcome = env.restore(report, config=replace(env.config, nsx=wrong))
+    assert outcome.exit_code == 1
+    failed = [e["error"] for e in logs if e["event"] == "run.failed"]
+    assert failed == [outcome.error]
