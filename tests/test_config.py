@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from nsx_route_gc.config import (
+    ClusterApiConfig,
     Config,
     NsxSettings,
+    RetiredCluster,
     Secret,
     load_config,
     normalise_host,
@@ -746,3 +748,121 @@ def test_values_at_the_edges_are_taken_as_written(
     tmp_path: Path, text: str, check: Callable[[Config], bool]
 ) -> None:
     assert check(load_config(write(tmp_path, text), {}).config)
+
+
+EVERY_KEY = """
+nsx:
+  host: nsx.example.com:8443
+  username: admin
+  password_file: pw
+  auth: basic
+  ca_file: ca.pem
+  insecure: false
+  routers: [/infra/tier-1s/a, /infra/tier-1s/b]
+  timeout: 12
+  page_size: 250
+  rate_limit: 40
+  concurrency: 3
+  max_attempts: 2
+clusters:
+  - name: cl2
+    kubeconfig: kube/cl2.yaml
+    context: ctx2
+    pod_cidrs: [172.16.144.0/21, fd00:10:244::/56]
+  - name: in
+    kubeconfig: in-cluster
+retired_clusters:
+  - name: cl1
+    pod_cidrs: [172.16.136.0/21]
+cluster_api:
+  kubeconfig: kube/mgmt.yaml
+  context: mgmt-admin
+  namespaces: [default, tkg-prod]
+  allow_http: true
+metrics:
+  pushgateway: http://pushgateway:9091
+  job: route-gc-lab
+inventory_concurrency: 3
+"""
+
+
+def test_every_key_is_read_into_the_configuration_as_written(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, EVERY_KEY), {}).config
+    n = c.nsx
+    assert (n.base_url, n.auth, n.insecure) == ("https://nsx.example.com:8443", "basic", False)
+    assert n.routers == ("/infra/tier-1s/a", "/infra/tier-1s/b")
+    assert (n.timeout, n.page_size, n.rate_limit, n.concurrency, n.max_attempts) == (
+        12,
+        250,
+        40,
+        3,
+        2,
+    )
+    cl2, inside = c.clusters
+    assert (cl2.name, cl2.kubeconfig, cl2.context) == ("cl2", tmp_path / "kube/cl2.yaml", "ctx2")
+    assert cl2.pod_cidrs == ("172.16.144.0/21", "fd00:10:244::/56")
+    assert (inside.name, inside.kubeconfig, inside.context, inside.pod_cidrs) == (
+        "in",
+        None,
+        None,
+        (),
+    )
+    assert c.retired_clusters == (RetiredCluster("cl1", ("172.16.136.0/21",)),)
+    assert c.cluster_api == ClusterApiConfig(
+        tmp_path / "kube/mgmt.yaml", "mgmt-admin", ("default", "tkg-prod"), allow_http=True
+    )
+    assert (c.metrics.pushgateway, c.metrics.job) == ("http://pushgateway:9091", "route-gc-lab")
+    assert c.cluster_concurrency == 3
+    assert c.source == str(tmp_path / "config.yaml")
+
+
+def test_a_cluster_api_section_defaults_to_in_cluster_all_namespaces_https_only(
+    tmp_path: Path,
+) -> None:
+    c = load_config(write(tmp_path, f"{NSX_OK}}}\ncluster_api: {{}}\n"), {}).config
+    assert c.cluster_api == ClusterApiConfig(None, None, (), allow_http=False)
+    assert load_config(write(tmp_path, f"{NSX_OK}}}\n"), {}).config.cluster_api is None
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (
+            f"{NSX_OK}}}\ncluster_api: {{context: ''}}\n",
+            "cluster_api.context: expected a non-empty",
+        ),
+        (
+            f"{NSX_OK}}}\ncluster_api: {{allow_http: maybe}}\n",
+            "cluster_api.allow_http: expected true",
+        ),
+        (f"{NSX_OK}}}\ncluster_api: [x]\n", "cluster_api: expected a mapping, got list"),
+        (f"{NSX_OK}}}\nclusters: [{{name: a}}]\n", "clusters[0].kubeconfig: missing"),
+        (
+            f"{NSX_OK}}}\nclusters: [{{name: a, kubeconfig: ''}}]\n",
+            "clusters[0].kubeconfig: expected",
+        ),
+        (f"{NSX_OK}}}\nclusters: [x]\n", "clusters[0]: expected a mapping, got str"),
+        (f"{NSX_OK}}}\nretired_clusters: [x]\n", "retired_clusters[0]: expected a mapping"),
+        (
+            f"{NSX_OK}}}\nretired_clusters: [{{name: a, cidrs: []}}]\n",
+            "retired_clusters[0].cidrs: unknown key",
+        ),
+        (
+            f"{NSX_OK}}}\nretired_clusters: [{{name: '', pod_cidrs: [10.0.0.0/8]}}]\n",
+            "retired_clusters[0].name",
+        ),
+        (
+            f"{NSX_OK}}}\nretired_clusters: [{{name: a, pod_cidrs: [x]}}]\n",
+            "retired_clusters[0].pod_cidrs[0]",
+        ),
+        (
+            f"{NSX_OK}}}\nretired_clusters: [{{name: a}}]\n",
+            "retired_clusters[0].pod_cidrs: a retired cluster needs its pod CIDRs"
+            " (or its --tkg-config)",
+        ),
+    ],
+)
+def test_every_cluster_key_refuses_a_bad_value_naming_itself(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    _key_names_in_message(tmp_path, text, names)
