@@ -866,3 +866,31 @@ def test_every_cluster_key_refuses_a_bad_value_naming_itself(
     tmp_path: Path, text: str, names: str
 ) -> None:
     _key_names_in_message(tmp_path, text, names)
+
+
+def test_a_secret_equals_only_the_same_secret() -> None:
+    assert Secret(CANARY) == Secret(CANARY)
+    assert Secret(CANARY) != Secret("other")
+    assert Secret(CANARY) != CANARY  # never compared with (or leaked into) plain text
+    assert len({Secret(CANARY), Secret(CANARY), Secret("other")}) == 2
+    assert repr(Secret(CANARY)) == "Secret('***')"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (f"{NSX_OK}}}\npolicy: [x]\n", "policy: expected a mapping, got list"),
+        (
+            f"{NSX_OK}}}\npolicy: {{unattributed: ''}}\n",
+            "policy.unattributed: expected a non-empty",
+        ),
+        (
+            f"{NSX_OK}}}\npolicy: {{cluster_gone_after: soon}}\n",
+            "policy.cluster_gone_after: expected",
+        ),
+    ],
+)
+def test_every_policy_key_refuses_a_bad_value_naming_itself(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    _key_names_in_message(tmp_path, text, names)
