@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nsx_route_gc.config import (
+    VMC_AUTH_PATH,
     ClusterApiConfig,
     Config,
     NsxSettings,
@@ -17,6 +18,7 @@ from nsx_route_gc.config import (
     load_config,
     normalise_host,
     parse_duration,
+    vmc_auth_url,
 )
 from nsx_route_gc.errors import ConfigError
 
@@ -894,3 +896,59 @@ def test_every_policy_key_refuses_a_bad_value_naming_itself(
     tmp_path: Path, text: str, names: str
 ) -> None:
     _key_names_in_message(tmp_path, text, names)
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [("120", 120), (3600, 3600), (1.5, 1.5), ("3650d", 3650 * 86400), (315360000, 315360000)],
+)
+def test_a_duration_up_to_ten_years_is_taken_as_written(given: object, seconds: float) -> None:
+    assert parse_duration(given) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("-1h", "a duration cannot be negative"),
+        (-5, "a duration cannot be negative"),
+        (-(10**20), "a duration cannot be negative"),
+        ("3651d", "longer than 3650d"),
+        (315360001, "longer than 3650d"),
+        (10**400, "longer than 3650d"),
+        ("nan", "expected a duration"),
+    ],
+)
+def test_a_duration_out_of_range_is_refused_saying_why(given: object, why: str) -> None:
+    with pytest.raises(ValueError, match=f"^{why}"):
+        parse_duration(given)
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("console.cloud.vmware.com", f"https://console.cloud.vmware.com{VMC_AUTH_PATH}"),
+        (" console.cloud.vmware.com/ ", f"https://console.cloud.vmware.com{VMC_AUTH_PATH}"),
+        ("HTTPS://csp.example/csp/gateway/am/x/", "https://csp.example/csp/gateway/am/x"),
+    ],
+)
+def test_the_vmc_auth_host_gives_the_token_url(given: str, url: str) -> None:
+    assert vmc_auth_url(given) == url
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "/",
+        "user@csp.example",
+        "csp example",
+        "csp.example?x=1",
+        "csp.example#x",
+        "http://csp.example",
+    ],
+)
+def test_a_vmc_auth_host_that_is_not_a_plain_https_host_is_refused(bad: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"^(expected a host|the VMC auth host is reached over https)"
+    ):
+        vmc_auth_url(bad)
