@@ -952,3 +952,33 @@ def test_a_vmc_auth_host_that_is_not_a_plain_https_host_is_refused(bad: str) -> 
         ValueError, match=r"^(expected a host|the VMC auth host is reached over https)"
     ):
         vmc_auth_url(bad)
+
+
+def test_the_guards_default_to_their_safe_side(tmp_path: Path) -> None:
+    """What the operator leaves out never loosens a guard: no overriding of principal
+    routes, unattributed routes only reported, one hour of grace both ways."""
+    p = load_config(write(tmp_path, f"{NSX_OK}}}\n"), {}).config.policy
+    assert p.allow_overwrite is False
+    assert p.unattributed == "report"
+    assert (p.min_age, p.cluster_gone_after) == (timedelta(hours=1), timedelta(hours=1))
+    assert (p.max_deletes, p.max_delete_percent) == (100, 50)
+    _key_names_in_message(
+        tmp_path,
+        f"{NSX_OK}}}\npolicy: {{unattributed: maybe}}\n",
+        "policy.unattributed: expected report or delete",
+    )
+
+
+def test_tkg_pod_cidrs_join_the_clusters_of_those_names_once(tmp_path: Path) -> None:
+    text = (
+        f"{NSX_OK}}}\nclusters: [{{name: cl2, kubeconfig: k, pod_cidrs: [172.16.144.0/21]}}]\n"
+        "retired_clusters: [{name: cl1, pod_cidrs: [172.16.136.0/21]}]\n"
+    )
+    extra = {"cl2": ("172.16.144.0/21", "fd00::/56"), "cl1": ("10.1.0.0/16",)}
+    c = load_config(write(tmp_path, text), {}, extra).config
+    assert c.clusters[0].pod_cidrs == ("172.16.144.0/21", "fd00::/56")
+    assert c.retired_clusters[0].pod_cidrs == ("172.16.136.0/21", "10.1.0.0/16")
+    only_tkg = load_config(
+        write(tmp_path, f"{NSX_OK}}}\nretired_clusters: [{{name: cl1}}]\n"), {}, extra
+    ).config
+    assert only_tkg.retired_clusters[0].pod_cidrs == ("10.1.0.0/16",)
