@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from nsx_route_gc import logs
 from nsx_route_gc.config import (
     VMC_AUTH_PATH,
     ClusterApiConfig,
@@ -982,3 +985,39 @@ def test_tkg_pod_cidrs_join_the_clusters_of_those_names_once(tmp_path: Path) -> 
         write(tmp_path, f"{NSX_OK}}}\nretired_clusters: [{{name: cl1}}]\n"), {}, extra
     ).config
     assert only_tkg.retired_clusters[0].pod_cidrs == ("10.1.0.0/16",)
+
+
+def _fresh(kind: str) -> str:
+    """A credential no earlier test registered (registrations last for the process)."""
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+@pytest.mark.parametrize("source", ["env", "file", "file-padded"])
+def test_a_password_the_configuration_reads_is_scrubbed_from_then_on(
+    tmp_path: Path, source: str
+) -> None:
+    secret = _fresh("pw")
+    written = f"  {secret}\n" if source == "file-padded" else f"{secret}\n"
+    (tmp_path / "secret").write_text(written)
+    text = "nsx: {host: h, username: u, password_file: secret}\n"
+    environ = {"NSXT_PASSWORD": secret} if source == "env" else {}
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    load_config(path, environ)
+    as_read = secret if source == "env" else written.rstrip()
+    for form in (as_read, base64.b64encode(written.encode()).decode()):
+        assert form not in logs.scrub(f"echo {form} end"), form
+
+
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_a_vmc_token_the_configuration_reads_is_scrubbed_from_then_on(
+    tmp_path: Path, source: str
+) -> None:
+    token = _fresh("tok")
+    (tmp_path / "token").write_text(f"{token}\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("nsx: {host: h.vmwarevmc.com, auth: vmc, vmc_access_token_file: token}\n")
+    environ = {"NSXT_VMC_ACCESS_TOKEN": f"{token}\n"} if source == "env" else {}
+    load_config(path, environ)
+    for form in (token, base64.b64encode(f"{token}\n".encode()).decode()):
+        assert form not in logs.scrub(f"echo {form} end"), form
