@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -1021,3 +1022,44 @@ def test_a_vmc_token_the_configuration_reads_is_scrubbed_from_then_on(
     load_config(path, environ)
     for form in (token, base64.b64encode(f"{token}\n".encode()).decode()):
         assert form not in logs.scrub(f"echo {form} end"), form
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("h:1", "https://h:1"),
+        ("h:65535", "https://h:65535"),
+        ("[fd00::1]", "https://[fd00::1]"),
+        ("h//", "https://h"),
+        ("https://h/a/b", "https://h/a/b"),
+    ],
+)
+def test_host_edges_are_kept(given: str, expected: str) -> None:
+    assert normalise_host(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("h:65536", "invalid port '65536'"),
+        (":443", "missing host"),
+        ("h x", "expected host, host:port or https://host:port, then an optional path"),
+        ("https://h/a/../b", "invalid base path /a/../b"),
+        ("ftp://h", "NSX is reached over https only"),
+    ],
+)
+def test_host_refusals_say_why(bad: str, why: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(why)}$"):
+        normalise_host(bad)
+
+
+def test_unreadable_or_broken_yaml_names_the_file_line_and_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read configuration: No such file"):
+        load_config(tmp_path / "nope.yaml", {})
+    broken = tmp_path / "config.yaml"
+    broken.write_text("nsx:\n  host: h\n  username: [u\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(broken, {})
+    message = str(err.value)
+    assert message.startswith(f"{broken}: not valid YAML (line ")
+    assert ": " in message.split("(line ", 1)[1]
