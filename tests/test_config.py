@@ -1063,3 +1063,19 @@ def test_unreadable_or_broken_yaml_names_the_file_line_and_problem(tmp_path: Pat
     message = str(err.value)
     assert message.startswith(f"{broken}: not valid YAML (line ")
     assert ": " in message.split("(line ", 1)[1]
+
+
+def test_an_empty_file_asks_for_the_nsx_host(tmp_path: Path) -> None:
+    _key_names_in_message(tmp_path, "", "nsx.host: missing")
+
+
+def test_certificate_auth_reads_both_files_from_the_configuration(tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text("cert")
+    (tmp_path / "k.pem").write_text("key")
+    text = "nsx: {host: h, auth: certificate, client_cert_file: c.pem, client_key_file: k.pem}\n"
+    n = load_config(write(tmp_path, text), {}).config.nsx
+    assert (n.auth, n.client_cert_file, n.client_key_file) == (
+        "certificate",
+        tmp_path / "c.pem",
+        tmp_path / "k.pem",
+    )
