@@ -920,6 +920,8 @@ def test_a_duration_up_to_ten_years_is_taken_as_written(given: object, seconds: 
         (315360001, "longer than 3650d"),
         (10**400, "longer than 3650d"),
         ("nan", "expected a duration"),
+        ([1], "expected a duration"),
+        (None, "expected a duration"),
     ],
 )
 def test_a_duration_out_of_range_is_refused_saying_why(given: object, why: str) -> None:
