@@ -1081,3 +1081,48 @@ def test_certificate_auth_reads_both_files_from_the_configuration(tmp_path: Path
         tmp_path / "c.pem",
         tmp_path / "k.pem",
     )
+
+
+def test_nsx_defaults_verify_tls_and_stay_within_the_managers_limits(tmp_path: Path) -> None:
+    n = load_config(write(tmp_path, f"{NSX_OK}, routers: [/infra/tier-1s/a/]}}\n"), {}).config.nsx
+    assert n.insecure is False
+    assert (n.timeout, n.page_size, n.rate_limit, n.concurrency, n.max_attempts) == (
+        30,
+        1000,
+        90,
+        8,
+        6,
+    )
+    assert n.routers == ("/infra/tier-1s/a",)
+    basic = load_config(write(tmp_path, f"{NSX_OK}, auth: basic}}\n"), {}).config.nsx
+    assert basic.auth == "basic"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("nsx: {host: ''}\n", "nsx.host: expected a non-empty string"),
+        (
+            "nsx: {host: h, auth: certificate, client_cert_file: c.pem}\n",
+            "nsx.client_cert_file: auth: certificate needs a cert and a key",
+        ),
+        (
+            "nsx: {host: h, auth: certificate, client_cert_file: nope.pem, client_key_file: pw}\n",
+            "nsx.client_cert_file: ",
+        ),
+        (
+            "nsx: {host: h, auth: certificate, client_cert_file: pw, client_key_file: nope.pem}\n",
+            "nsx.client_key_file: ",
+        ),
+        (f"{NSX_OK}, ca_file: ''}}\n", "nsx.ca_file: expected a non-empty string"),
+        (
+            f"{NSX_OK}, routers: [/infra/tier-0s/t0]}}\n",
+            "nsx.routers[0]: '/infra/tier-0s/t0' is not a Tier-1 policy path",
+        ),
+    ],
+)
+def test_every_nsx_key_refuses_a_bad_value_naming_itself(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    (tmp_path / "c.pem").write_text("cert")
+    _key_names_in_message(tmp_path, text, names)
