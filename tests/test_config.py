@@ -981,7 +981,12 @@ def test_tkg_pod_cidrs_join_the_clusters_of_those_names_once(tmp_path: Path) -> 
         "retired_clusters: [{name: cl1, pod_cidrs: [172.16.136.0/21]}]\n"
     )
     extra = {"cl2": ("172.16.144.0/21", "fd00::/56"), "cl1": ("10.1.0.0/16",)}
-    c = load_config(write(tmp_path, text), {}, extra).config
+    loaded = load_config(write(tmp_path, text), {}, {**extra, "cl9": ("10.9.0.0/16",)})
+    assert loaded.warnings == (
+        "TKG configuration of cluster 'cl9' ignored: it is neither under clusters "
+        "nor under retired_clusters",
+    )
+    c = loaded.config
     assert c.clusters[0].pod_cidrs == ("172.16.144.0/21", "fd00::/56")
     assert c.retired_clusters[0].pod_cidrs == ("172.16.136.0/21", "10.1.0.0/16")
     only_tkg = load_config(
@@ -1126,3 +1131,11 @@ def test_every_nsx_key_refuses_a_bad_value_naming_itself(
 ) -> None:
     (tmp_path / "c.pem").write_text("cert")
     _key_names_in_message(tmp_path, text, names)
+
+
+def test_an_unknown_key_lists_the_keys_allowed_there(tmp_path: Path) -> None:
+    _key_names_in_message(
+        tmp_path,
+        f"{NSX_OK}}}\nmetrics: {{jobs: x}}\n",
+        "metrics.jobs: unknown key (allowed: job, pushgateway)",
+    )
