@@ -842,7 +842,6 @@ def test_a_cluster_api_section_defaults_to_in_cluster_all_namespaces_https_only(
             "cluster_api.allow_http: expected true",
         ),
         (f"{NSX_OK}}}\ncluster_api: [x]\n", "cluster_api: expected a mapping, got list"),
-        (f"{NSX_OK}}}\nclusters: [{{name: a}}]\n", "clusters[0].kubeconfig: missing"),
         (
             f"{NSX_OK}}}\nclusters: [{{name: a, kubeconfig: ''}}]\n",
             "clusters[0].kubeconfig: expected",

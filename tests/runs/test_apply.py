@@ -26,10 +26,7 @@ from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.deleter import Deleter
 from nsx_route_gc.reports.journal import JOURNAL_NAME, Journal, is_finished, read_journal
 from nsx_route_gc.reports.rows import deletion_key
-from nsx_route_gc.runs.apply import Proposal
-
-
-from nsx_route_gc.runs.apply import run_apply
+from nsx_route_gc.runs.apply import Proposal, run_apply
 from nsx_route_gc.simulator import SimRoute, load_scenario
 from nsx_route_gc.simulator.model import ccm_route
 
@@ -1007,7 +1004,7 @@ def test_a_deletion_is_confirmed_by_a_later_read_when_the_first_fails() -> None:
             super().__init__(routes)
             self.reads = 0
 
-        def hierarchical_delete(self, router_path: str, routes: Sequence[Route], **kw: Any) -> None:
+        def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
             raise NsxError("batch refused")
 
         def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
@@ -1031,7 +1028,7 @@ def test_a_deletion_never_confirmed_says_why() -> None:
     candidates = _orphans(1)
 
     class Blind(MarkingNsx):
-        def hierarchical_delete(self, router_path: str, routes: Sequence[Route], **kw: Any) -> None:
+        def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
             raise NsxError("batch refused")
 
         def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
@@ -1113,8 +1110,8 @@ def test_the_apply_report_says_which_plan_and_what_became_of_it(tmp_path: Path) 
 
 
 def test_an_interrupt_while_deleting_sends_no_further_batch() -> None:
-    """Ctrl-C (or SIGTERM) during a batch: that batch is NSX's business now, but no other
-    router's batch is sent afterwards."""
+    """Ctrl-C (or SIGTERM) during a batch: that batch is NSX's business now, but no further
+    batch is sent afterwards."""
     first = _orphans(2)
     other = "/infra/tier-1s/other"
     second = [
@@ -1130,11 +1127,13 @@ def test_an_interrupt_while_deleting_sends_no_further_batch() -> None:
     ]
 
     class Interrupted(MarkingNsx):
-        def hierarchical_delete(self, router_path: str, routes: Sequence[Route], **kw: Any) -> None:
-            self.batches.append([(r.id, r.revision) for r in routes])
+        def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
+            self.batches.append([r for listed in routes.values() for r in listed])
             raise KeyboardInterrupt
 
     nsx = Interrupted([v.route for v in first + second])
     with pytest.raises(KeyboardInterrupt):
-        Deleter(nsx, allow_overwrite=False, sleep=lambda _: None, workers=1).delete(first + second)
-    assert [[rid for rid, _ in batch] for batch in nsx.batches] == [[v.route.id for v in first]]
+        Deleter(nsx, allow_overwrite=False, sleep=lambda _: None, workers=1, batch_size=2).delete(
+            first + second
+        )
+    assert [[r.id for r in batch] for batch in nsx.batches] == [[v.route.id for v in first]]

@@ -774,7 +774,7 @@ def test_a_restore_run_is_labelled_summarised_and_needs_no_report_directory(
         assert outcome.exit_code == 0
         assert outcome.paths == []
         assert outcome.report is not None
-        assert bound == [{"mode": "restore", "run_id": outcome.report["run_id"]}]
+        assert [(b["mode"], b["run_id"]) for b in bound] == [("restore", outcome.report["run_id"])]
         assert env.route_ids() >= CL1_IDS
     summary = [e for e in logs if e["event"] == "run.summary"]
     assert [(e["exit_code"], e["action_restored"]) for e in summary] == [(0, 3)]
