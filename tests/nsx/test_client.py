@@ -1085,3 +1085,54 @@ def test_an_error_body_that_is_not_an_nsx_error_object_is_redacted_too(
     text = f"{caught.value} {caught.value.args!r} {vars(caught.value)!r} {logs!r}"
     assert PASSWORD not in text
     assert "admin/***" in str(caught.value)
+
+
+@pytest.mark.parametrize(("header", "slept"), [("0", [0.0]), ("-5", None), ("soon", None)])
+def test_retry_after_is_taken_only_when_it_is_a_sane_number(
+    env: Env, header: str, slept: list[float] | None
+) -> None:
+    """Retry-After: 0 means now; a negative or unreadable one is ignored for the jittered
+    backoff (its first step is at most half a second)."""
+    env.server.expect_ordered_request(ROUTES).respond_with_response(
+        Response("", status=429, headers={"Retry-After": header})
+    )
+    env.server.expect_ordered_request(ROUTES).respond_with_json(page([nsx_route(0)]))
+    env.client().list_routes(T1)
+    if slept is not None:
+        assert env.time.slept == slept
+    else:
+        assert len(env.time.slept) == 1
+        assert 0.0 <= env.time.slept[0] <= 0.5
+
+
+def test_the_final_error_after_retries_names_method_and_path(env: Env) -> None:
+    env.server.expect_request(ROUTES).respond_with_response(nsx_error(503, 1, "busy"))
+    with pytest.raises(NsxApiError) as caught:
+        env.client(max_attempts=2).list_routes(T1)
+    assert str(caught.value).startswith(f"NSX GET {ROUTES} failed: 503")
+    assert (caught.value.method, caught.value.path) == ("GET", ROUTES)
+
+
+def test_close_destroys_the_session_once_and_logs_why_it_could_not(env: Env) -> None:
+    env.server.expect_request("/api/session/create").respond_with_handler(
+        session_answer("sess-1", "xsrf-1")
+    )
+    env.server.expect_request(ROUTES).respond_with_json(page([]))
+    env.server.expect_request("/api/session/destroy", method="POST").respond_with_response(
+        nsx_error(503, 1, "busy")
+    )
+    client = env.client(auth="session")
+    client.list_routes(T1)
+    with capture_logs() as logs:
+        client.close()
+    destroy = env.server.log[-1][0]
+    assert (destroy.method, destroy.path) == ("POST", "/api/session/destroy")
+    assert destroy.headers.get("X-XSRF-TOKEN") == "xsrf-1"
+    failed = [e for e in logs if e["event"] == "nsx.session.destroy_failed"]
+    assert len(failed) == 1
+    assert "/api/session/destroy" in failed[0]["error"]
+    assert "503" in failed[0]["error"]
+    changed = [e for e in logs if e["event"] == "nsx.concurrency.changed"]
+    assert all({"from", "to", "why"} <= set(e) for e in changed)
+    assert changed
+    assert changed[0]["to"] < changed[0]["from"]
