@@ -1136,3 +1136,25 @@ def test_close_destroys_the_session_once_and_logs_why_it_could_not(env: Env) -> 
     assert all({"from", "to", "why"} <= set(e) for e in changed)
     assert changed
     assert changed[0]["to"] < changed[0]["from"]
+
+
+def test_cookies_nsx_sets_are_never_sent_back_only_the_session_we_hold(env: Env) -> None:
+    """The session cookie is sent by hand: a cookie an answer sets (a load balancer's, or a
+    stale session from a late answer) is not stored and not sent with later calls."""
+    env.server.expect_ordered_request("/api/session/create").respond_with_handler(
+        session_answer("sess-1", "xsrf-1")
+    )
+    env.server.expect_ordered_request(ROUTES).respond_with_response(
+        Response(
+            json.dumps(page([])),
+            content_type="application/json",
+            headers={"Set-Cookie": "JSESSIONID=stale; Path=/"},
+        )
+    )
+    env.server.expect_ordered_request(ROUTES).respond_with_json(page([]))
+    client = env.client(auth="session")
+    client.list_routes(T1)
+    client.list_routes(T1)
+    second = env.server.log[-1][0]
+    assert "stale" not in second.headers.get("Cookie", "")
+    assert "JSESSIONID=sess-1" in second.headers.get("Cookie", "")
