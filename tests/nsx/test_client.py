@@ -1158,3 +1158,14 @@ def test_cookies_nsx_sets_are_never_sent_back_only_the_session_we_hold(env: Env)
     second = env.server.log[-1][0]
     assert "stale" not in second.headers.get("Cookie", "")
     assert "JSESSIONID=sess-1" in second.headers.get("Cookie", "")
+
+
+def test_session_auth_logs_in_before_any_work_starts(env: Env) -> None:
+    """With configured routers nothing needs asking, but the login happens first: a refused
+    login ends the run before a single router is walked."""
+    env.server.expect_ordered_request("/api/session/create").respond_with_handler(
+        session_answer("sess-1", "xsrf-1")
+    )
+    client = env.client(auth="session", routers=(T1,))
+    assert client.list_routers() == [T1]
+    assert [r.path for r, _ in env.server.log] == ["/api/session/create"]
