@@ -1169,3 +1169,43 @@ def test_session_auth_logs_in_before_any_work_starts(env: Env) -> None:
     client = env.client(auth="session", routers=(T1,))
     assert client.list_routers() == [T1]
     assert [r.path for r, _ in env.server.log] == ["/api/session/create"]
+
+
+def test_a_login_answered_401_is_a_refused_login_too(env: Env) -> None:
+    env.server.expect_request("/api/session/create").respond_with_response(
+        nsx_error(401, 403, "Unauthorized")
+    )
+    client = env.client(auth="session")
+    with pytest.raises(NsxAccessError) as caught:
+        client.list_routers()
+    assert "POST /api/session/create (401" in str(caught.value)
+    assert len(env.server.log) == 1
+
+
+def test_after_a_login_a_bare_403_is_that_call_forbidden_not_a_refused_login(env: Env) -> None:
+    """Once the session is accepted, a 403 without an NSX code refuses that one call: the
+    run goes on (before any answer the same 403 would end it as a refused login)."""
+    env.server.expect_ordered_request("/api/session/create").respond_with_handler(
+        session_answer("sess-1", "xsrf-1")
+    )
+    env.server.expect_ordered_request(ROUTES).respond_with_response(Response("", status=403))
+    env.server.expect_ordered_request(ROUTES).respond_with_json(page([]))
+    client = env.client(auth="session", routers=(T1,))
+    with capture_logs() as logs:
+        assert client.list_routers() == [T1]
+    created = [e for e in logs if e["event"] == "nsx.session.created"]
+    assert [(e["host"], e["xsrf"]) for e in created] == [(env.settings().host, True)]
+    with pytest.raises(NsxApiError) as caught:
+        client.list_routes(T1)
+    assert not isinstance(caught.value, NsxAccessError)
+    assert client.list_routes(T1) == []
+
+
+def test_a_login_the_manager_cannot_answer_names_the_host(env: Env) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        client = env.client(base_url=url, auth="session", max_attempts=1, routers=(T1,))
+        with pytest.raises(NsxAccessError) as caught:
+            client.list_routers()
+    assert "127.0.0.1" in str(caught.value)
