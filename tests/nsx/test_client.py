@@ -1209,3 +1209,51 @@ def test_a_login_the_manager_cannot_answer_names_the_host(env: Env) -> None:
         with pytest.raises(NsxAccessError) as caught:
             client.list_routers()
     assert "127.0.0.1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        (
+            {
+                "error_code": 0,
+                "related_errors": ["odd", {"error_code": 500087, "error_message": "changed"}],
+            },
+            {
+                "error_message": "changed",
+                "related_codes": (500087,),
+                "http_status": None,
+                "module_name": None,
+            },
+        ),
+        (
+            {
+                "error_message": "top",
+                "related_errors": {"not": "a list"},
+                "httpStatus": "BAD_REQUEST",
+            },
+            {
+                "error_message": "top",
+                "related_codes": (),
+                "http_status": "BAD_REQUEST",
+                "module_name": None,
+            },
+        ),
+        ([], {"error_message": "[]", "related_codes": (), "http_status": None, "error_code": None}),
+        ("", {"error_message": None, "related_codes": (), "http_status": None}),
+    ],
+)
+def test_an_nsx_error_answer_is_read_for_what_it_says_and_nothing_else(
+    env: Env, body: Any, fields: dict[str, Any]
+) -> None:
+    """What an error answer carries (codes of related errors included: a revision conflict
+    may be named only there), missing parts left empty, whatever its shape."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    env.server.expect_request(f"{ROUTES}/r0", method="DELETE").respond_with_response(
+        Response(text, status=400, content_type="application/json")
+    )
+    with pytest.raises(NsxApiError) as caught:
+        env.client().delete_route(f"{T1}/static-routes/r0")
+    error = caught.value
+    assert (error.method, error.path, error.status) == ("DELETE", f"{ROUTES}/r0", 400)
+    assert {k: getattr(error, k) for k in fields} == fields
