@@ -1257,3 +1257,23 @@ def test_an_nsx_error_answer_is_read_for_what_it_says_and_nothing_else(
     error = caught.value
     assert (error.method, error.path, error.status) == ("DELETE", f"{ROUTES}/r0", 400)
     assert {k: getattr(error, k) for k in fields} == fields
+
+
+def test_the_backoff_doubles_from_half_a_second_up_to_thirty(env: Env) -> None:
+    """The jitter is drawn below a bound that starts at 0.5 s and doubles per retry, capped at
+    30 s: with the jitter at its top, the waits are exactly the bounds."""
+
+    class TopOfRange(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
+    env.server.expect_request(ROUTES).respond_with_response(nsx_error(503, 1, "busy"))
+    client = NsxClient(
+        env.settings(max_attempts=8),
+        sleep=env.time.sleep,
+        clock=env.time.clock,
+        rng=TopOfRange(),
+    )
+    with pytest.raises(NsxApiError):
+        client.list_routes(T1)
+    assert env.time.slept == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
