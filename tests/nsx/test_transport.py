@@ -8,6 +8,7 @@ import json
 import random
 import socket
 import ssl
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -452,3 +453,13 @@ def test_a_login_body_echoed_url_encoded_never_reaches_the_error(env: Env) -> No
     assert "403" in message
     for form in (password, quote_plus(password), quote(password, safe="")):
         assert form not in message
+
+
+def test_a_vmc_access_token_is_scrubbed_from_logs_as_soon_as_it_is_obtained(
+    vmc: Env, tls: Tls
+) -> None:
+    fresh = f"access-{uuid.uuid4().hex}"  # registrations last for the process: a new one
+    vmc.server.expect_ordered_request(CSP, method="POST").respond_with_handler(token_answer(fresh))
+    with vmc.client(**vmc_settings(vmc, tls, routers=(T1,))) as client:
+        assert client.list_routers() == [T1]
+        assert fresh not in scrub(f"header csp-auth-token: {fresh}")
