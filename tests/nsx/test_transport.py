@@ -463,3 +463,21 @@ def test_a_vmc_access_token_is_scrubbed_from_logs_as_soon_as_it_is_obtained(
     with vmc.client(**vmc_settings(vmc, tls, routers=(T1,))) as client:
         assert client.list_routers() == [T1]
         assert fresh not in scrub(f"header csp-auth-token: {fresh}")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"access_token": 12345, "expires_in": 1799},
+        {"access_token": "", "expires_in": 1799},
+        {"access_token": "tok-without-expiry"},
+        ["access_token", "expires_in"],
+    ],
+)
+def test_a_token_answer_without_a_usable_token_and_lifetime_is_refused(
+    vmc: Env, tls: Tls, answer: Any
+) -> None:
+    vmc.server.expect_request(CSP).respond_with_json(answer)
+    with pytest.raises(NsxAccessError, match="no access_token or expires_in"):
+        vmc.client(**vmc_settings(vmc, tls)).list_routes(T1)
+    assert [r.path for r, _ in vmc.server.log] == [CSP]  # refused once, the manager untouched
