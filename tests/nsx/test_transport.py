@@ -481,3 +481,22 @@ def test_a_token_answer_without_a_usable_token_and_lifetime_is_refused(
     with pytest.raises(NsxAccessError, match="no access_token or expires_in"):
         vmc.client(**vmc_settings(vmc, tls)).list_routes(T1)
     assert [r.path for r, _ in vmc.server.log] == [CSP]  # refused once, the manager untouched
+
+
+def test_the_vmc_api_token_is_scrubbed_from_logs_once_the_client_holds_it(
+    vmc: Env, tls: Tls
+) -> None:
+    fresh = f"refresh-{uuid.uuid4().hex}"
+    vmc.client(**vmc_settings(vmc, tls, vmc_token=Secret(fresh))).close()
+    assert fresh not in scrub(f"token {fresh}")
+
+
+def test_calls_are_held_to_the_configured_rate(env: Env) -> None:
+    """nsx.rate_limit calls a second at most (NSX allows 100 per second per user): eleven
+    calls at five a second take at least two seconds of the client's clock."""
+    env.server.expect_request(ROUTES).respond_with_json(page(0))
+    client = env.client(rate_limit=5.0)
+    for _ in range(11):
+        client.list_routes(T1)
+    assert env.time.now >= 1.9
+    assert len(env.server.log) == 11
