@@ -14,6 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
+from nsx_route_gc.cli import cli
 from nsx_route_gc.config import Config, NsxSettings, load_config
 from nsx_route_gc.models import Policy
 from nsx_route_gc.nsx.client import NsxClient
@@ -150,3 +153,9 @@ def resign(report: dict[str, Any]) -> dict[str, Any]:
 
 
 HOUR = timedelta(hours=1)
+
+
+def cli_run(*args: str) -> tuple[int, str, str]:
+    """The CLI in this process with JSON logs: exit code, stdout, stderr."""
+    result = CliRunner().invoke(cli, ["--log-format", "json", *args])
+    return result.exit_code, result.stdout, result.stderr

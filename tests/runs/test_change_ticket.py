@@ -5,17 +5,10 @@ the report and from the log; --route, --router, --force, scan --router/--cluster
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import structlog
-from applykit import CL1_IDS, T1, simulated
-from typer.testing import CliRunner
-
-from nsx_route_gc.cli import cli
+from applykit import CL1_IDS, T1, cli_run, simulated
 
 CL1_A, CL1_B, CL1_C = sorted(CL1_IDS)
 # The shadow scenario: cl1's routes for 172.16.136.0/24 and 172.16.137.0/24 black-hole
@@ -24,18 +17,6 @@ SHADOWING = {
     "52de86ee-0d71-535d-84b0-106dde42b993_172.16.136.0_24",
     "64aaf92e-84dc-58b8-9776-e11ba6c1303e_172.16.137.0_24",
 }
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    yield
-    logging.getLogger().handlers.clear()
-    structlog.reset_defaults()
-
-
-def cli_run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--log-format", "json", *args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def load(path: Path) -> dict[str, Any]:

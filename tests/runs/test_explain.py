@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import structlog
-from applykit import CL1_IDS, T1, simulated
-from typer.testing import CliRunner
-
-from nsx_route_gc.cli import cli
+from applykit import CL1_IDS, T1, cli_run, simulated
 
 CL1_A = sorted(CL1_IDS)[0]  # 52de86ee-..._172.16.136.0_24
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    yield
-    logging.getLogger().handlers.clear()
-    structlog.reset_defaults()
-
-
-def cli_run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--log-format", "json", *args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_an_orphan_is_explained_with_every_piece_of_evidence(tmp_path: Path) -> None:

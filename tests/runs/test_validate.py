@@ -3,29 +3,11 @@ run before they start."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 import yaml
-from applykit import simulated
-from typer.testing import CliRunner
-
-from nsx_route_gc.cli import cli
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    yield
-    logging.getLogger().handlers.clear()
-    structlog.reset_defaults()
-
-
-def cli_run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--log-format", "json", *args])
-    return result.exit_code, result.stdout, result.stderr
+from applykit import cli_run, simulated
 
 
 def edited(config: Path, name: str, change: dict[str, object]) -> Path:
