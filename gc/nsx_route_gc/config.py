@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -579,17 +579,25 @@ class _Reader:
             return Secret(environ["NSXT_VMC_ACCESS_TOKEN"].strip())
         if data.get("vmc_access_token_file") is None:
             return None
-        file = self.path(data["vmc_access_token_file"], "nsx.vmc_access_token_file")
+        return self._secret_file(
+            data["vmc_access_token_file"], "nsx.vmc_access_token_file", str.strip
+        )
+
+    def _secret_file(self, value: object, key: str, trim: Callable[[str], str]) -> Secret:
+        """A credential kept in a file: read bounded, scrubbed from now on both as read and as
+        trimmed (the newline an editor or `echo` leaves is not part of it), refused empty."""
+        file = self.path(value, key)
         try:
             raw = read_text_bounded(file, CREDENTIAL_MAX_BYTES)
         except OSError:
-            raise self.fail("nsx.vmc_access_token_file", f"cannot read {file}") from None
+            raise self.fail(key, f"cannot read {file}") from None
         except UntrustedInput as exc:
-            raise self.fail("nsx.vmc_access_token_file", f"{file}: {exc}") from None
-        text = raw.strip()
-        register_secret(raw)  # stripped too: register_secret adds the stripped form
+            raise self.fail(key, f"{file}: {exc}") from None
+        text = trim(raw)
+        register_secret(raw)
+        register_secret(text)
         if not text:
-            raise self.fail("nsx.vmc_access_token_file", f"{file} is empty")
+            raise self.fail(key, f"{file} is empty")
         return Secret(text)
 
     def _vmc_auth(
@@ -614,21 +622,8 @@ class _Reader:
             register_secret(environ["NSXT_PASSWORD"])
             return Secret(environ["NSXT_PASSWORD"])
         if data.get("password_file") is not None:
-            file = self.path(data["password_file"], "nsx.password_file")
-            try:
-                raw = read_text_bounded(file, CREDENTIAL_MAX_BYTES)
-            except OSError:
-                raise self.fail("nsx.password_file", f"cannot read {file}") from None
-            except UntrustedInput as exc:
-                raise self.fail("nsx.password_file", f"{file}: {exc}") from None
-            # The newline an editor or `echo` leaves is not part of the password; both forms
-            # are scrubbed, in case the raw one is ever quoted.
-            text = raw.rstrip()
-            register_secret(raw)
-            register_secret(text)
-            if not text:
-                raise self.fail("nsx.password_file", f"{file} is empty")
-            return Secret(text)
+            # rstrip: only what an editor or `echo` appends goes; the rest is the password.
+            return self._secret_file(data["password_file"], "nsx.password_file", str.rstrip)
         if data.get("password") is not None:
             if not isinstance(data["password"], str) or not data["password"]:
                 raise self.fail("nsx.password", "expected a non-empty string")
