@@ -16,49 +16,21 @@ from typing import Any
 
 import pytest
 import trustme
+from nsxkit import PASSWORD, Env
 from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
 from factories import FakeTime
-from nsx_route_gc.config import NsxSettings, Secret
 from nsx_route_gc.errors import ConfigError, NsxAccessError, NsxApiError, NsxError
 from nsx_route_gc.models import CLUSTER_TAG_SCOPE, NODE_TAG_SCOPE
 from nsx_route_gc.nsx import client as nsx_module
 from nsx_route_gc.nsx.client import NsxClient, route_from_nsx
 
-PASSWORD = "canary-S3cr3t-pw"
 BASIC = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
 T1 = "/infra/tier-1s/tanzu-cl1"
 ROUTES = f"/policy/api/v1{T1}/static-routes"
 UID = "a57a555e-e4eb-49ad-af74-e11a7d7a8ad8"
-
-
-@dataclass
-class Env:
-    server: HTTPServer
-    time: FakeTime
-
-    def settings(self, **overrides: Any) -> NsxSettings:
-        values: dict[str, Any] = {
-            "base_url": self.server.url_for("/").rstrip("/"),
-            "username": "admin",
-            "password": Secret(PASSWORD),
-            "auth": "basic",
-            "timeout": 5.0,
-            "max_attempts": 4,
-            "rate_limit": 1000.0,
-        }
-        values.update(overrides)
-        return NsxSettings(**values)
-
-    def client(self, **overrides: Any) -> NsxClient:
-        return NsxClient(
-            self.settings(**overrides),
-            sleep=self.time.sleep,
-            clock=self.time.clock,
-            rng=random.Random(7),  # noqa: S311 - reproducible jitter, nothing secret
-        )
 
 
 @pytest.fixture

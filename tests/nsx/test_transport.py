@@ -5,7 +5,6 @@ pytest-httpserver."""
 from __future__ import annotations
 
 import json
-import random
 import socket
 import ssl
 import uuid
@@ -18,51 +17,23 @@ from urllib.parse import parse_qs, quote, quote_plus
 
 import pytest
 import trustme
+from nsxkit import Env
 from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from werkzeug import Request, Response
 
 from factories import FakeTime
-from nsx_route_gc.config import NsxSettings, Secret
+from nsx_route_gc.config import Secret
 from nsx_route_gc.errors import NsxAccessError, NsxApiError, NsxError
 from nsx_route_gc.logs import scrub
-from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.nsx.transport import is_revision_conflict
 
-PASSWORD = "canary-S3cr3t-pw"
 REFRESH = "canary-refresh-T0KEN-vmc"
 ACCESS = "canary-access-T0KEN-1"
 T1 = "/infra/tier-1s/cgw"
 ROUTES = f"/policy/api/v1{T1}/static-routes"
 BASE = "/vmc/reverse-proxy/api/orgs/o1/sddcs/s1/sks-nsxt-manager"
 CSP = "/csp/gateway/am/api/auth/api-tokens/authorize"
-
-
-@dataclass
-class Env:
-    server: HTTPServer
-    time: FakeTime
-
-    def settings(self, **overrides: Any) -> NsxSettings:
-        values: dict[str, Any] = {
-            "base_url": self.server.url_for("/").rstrip("/"),
-            "username": "admin",
-            "password": Secret(PASSWORD),
-            "auth": "basic",
-            "timeout": 5.0,
-            "max_attempts": 4,
-            "rate_limit": 1000.0,
-        }
-        values.update(overrides)
-        return NsxSettings(**values)
-
-    def client(self, **overrides: Any) -> NsxClient:
-        return NsxClient(
-            self.settings(**overrides),
-            sleep=self.time.sleep,
-            clock=self.time.clock,
-            rng=random.Random(7),  # noqa: S311 - reproducible jitter, nothing secret
-        )
 
 
 @pytest.fixture
