@@ -49,8 +49,19 @@ MODULES: dict[str, list[str]] = {
         "tests/test_judge_netkey.py",
         "tests/runs/test_scan.py",
     ],
-    "nsx_route_gc/runs/apply.py": ["tests/runs/test_apply.py", "tests/runs/test_restore_from.py"],
-    "nsx_route_gc/nsx/deleter.py": ["tests/runs/test_apply.py", "tests/nsx/test_confirm.py"],
+    "nsx_route_gc/runs/apply.py": [
+        "tests/runs/test_apply.py",
+        "tests/runs/test_change_ticket.py",
+        "tests/runs/test_restore.py",
+        "tests/runs/test_restore_from.py",
+    ],
+    "nsx_route_gc/nsx/deleter.py": [
+        "tests/nsx/test_deleter.py",
+        "tests/nsx/test_batches.py",
+        "tests/nsx/test_confirm.py",
+        "tests/runs/test_apply.py",
+        "tests/runs/test_load.py",
+    ],
     "nsx_route_gc/runs/restore.py": [
         "tests/runs/test_restore.py",
         "tests/runs/test_restore_from.py",

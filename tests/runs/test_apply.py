@@ -8,12 +8,12 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from applykit import CL1_IDS, T1, client, read, rows, simulated, write, yes
+from applykit import CL1_IDS, T1, cli_run, client, read, rows, simulated, write, yes
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
@@ -872,7 +872,13 @@ def test_a_plan_row_held_out_of_scope_keeps_the_planned_route(tmp_path: Path) ->
         planned[CL1_A].update(error="stale text", checked_clusters=None)
         plan.write_text(json.dumps(report))
         nsx = replace(env.config.nsx, routers=("/infra/tier-1s/another",))
-        outcome = env.apply(plan, config=replace(env.config, nsx=nsx))
+        with capture_logs() as logs:
+            outcome = env.apply(plan, config=replace(env.config, nsx=nsx))
+        held = {e["route"]: e["reason"] for e in logs if e["event"] == "route.held"}
+        assert held.keys() == CL1_IDS
+        assert all(
+            why.startswith(f"out-of-scope: {T1} is not in nsx.routers") for why in held.values()
+        )
         for rid in CL1_IDS:
             row = rows(outcome)[rid]
             assert row["next_hops"] == planned[rid]["next_hops"] != []
@@ -1105,8 +1111,12 @@ def test_the_apply_report_says_which_plan_and_what_became_of_it(tmp_path: Path) 
     assert done["run_id"] not in {None, planned["run_id"]}
     assert planned["finished_at"] <= done["started_at"] <= done["finished_at"]
     assert done["errors"] == ["1 deletion(s) failed", "1 planned deletion(s) held"]
-    held = [(e["route"], e["reason"].split(":")[0]) for e in logs if e["event"] == "route.held"]
-    assert held == [(CL1_A, "changed-since-plan")]
+    held = [
+        (e["router"], e["route"], e["reason"].split(":")[0])
+        for e in logs
+        if e["event"] == "route.held"
+    ]
+    assert held == [(T1, CL1_A, "changed-since-plan")]
 
 
 def test_an_interrupt_while_deleting_sends_no_further_batch() -> None:
@@ -1137,3 +1147,119 @@ def test_an_interrupt_while_deleting_sends_no_further_batch() -> None:
             first + second
         )
     assert [[r.id for r in batch] for batch in nsx.batches] == [[v.route.id for v in first]]
+
+
+def test_what_the_operator_is_asked_to_approve_is_what_the_report_records(
+    tmp_path: Path,
+) -> None:
+    """The question names the digest the change ticket can compare: a fresh apply is asked
+    with the digest of exactly its deletions (and no plan file), which the report repeats as
+    deleted_sha256; an apply of a plan narrowed by --route is asked with the plan's own path
+    and digest, beside the digest of the narrower deletions the report records."""
+    asked: list[Proposal] = []
+
+    def record(proposal: Proposal) -> bool:
+        asked.append(proposal)
+        return True
+
+    with simulated(tmp_path / "fresh") as env:
+        fresh = env.apply(confirm=record)
+        assert fresh.report is not None, fresh.error
+        first = asked.pop()
+        assert (first.nsx_host, first.counts, first.plan) == (env.config.nsx.host, {T1: 3}, None)
+        assert first.plan_sha256 == first.deleting_sha256
+        assert first.deleting_sha256 == fresh.report["apply"]["deleted_sha256"]
+    with simulated(tmp_path / "plan") as env:
+        plan = env.scan()
+        digest = read(plan)["plan_sha256"]
+        narrowed = env.apply(plan, confirm=record, plan_sha256=digest, route_ids=[CL1_A])
+        assert narrowed.report is not None, narrowed.error
+        second = asked.pop()
+        assert (second.plan, second.plan_sha256, second.counts) == (plan, digest, {T1: 1})
+        assert second.deleting_sha256 != digest
+        assert second.deleting_sha256 == narrowed.report["apply"]["deleted_sha256"]
+        assert narrowed.report["apply"]["approved_sha256"] == digest
+        assert narrowed.report["apply"]["targeted"] == [CL1_A]
+
+
+def test_a_refused_plan_is_logged_naming_the_file_and_why(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        report = read(plan)
+        report["finished_at"] = "2020-01-01T00:00:00Z"
+        write(plan, report)
+        with capture_logs() as logs:
+            outcome = env.apply(plan)
+    assert outcome.exit_code == 2
+    refused = [e for e in logs if e["event"] == "plan.refused"]
+    assert [(e["plan"], e["error"]) for e in refused] == [(str(plan), outcome.error)]
+
+
+def test_max_plan_age_and_the_run_clock_decide_with_a_plan(tmp_path: Path) -> None:
+    """A plan older than --max-plan-age is refused before NSX is contacted; within it, the
+    plan is re-judged and reported at the run's own clock, not the wall clock."""
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        made = datetime.fromisoformat(read(plan)["finished_at"].replace("Z", "+00:00"))
+        later = made + timedelta(minutes=30)
+        env.sim.nsx.reset_counters()
+        too_old = env.apply(plan, clock=lambda: later, max_plan_age=timedelta(minutes=10))
+        assert too_old.exit_code == 2
+        assert sum(env.sim.nsx.counters.values()) == 0
+        assert env.route_ids() >= CL1_IDS
+        outcome = env.apply(plan, name="b", clock=lambda: later, max_plan_age=timedelta(hours=1))
+        assert outcome.exit_code == 0, outcome.error
+        assert outcome.report is not None
+        for stamp in ("started_at", "finished_at"):
+            assert datetime.fromisoformat(outcome.report[stamp].replace("Z", "+00:00")) == later
+        assert not CL1_IDS & env.route_ids()
+
+
+def test_an_apply_report_keeps_the_policy_and_the_nodes_without_their_route(
+    tmp_path: Path,
+) -> None:
+    """An apply's report is as complete as its scan's: the policy in force and the live
+    nodes whose route is missing are there too, not only the deletions."""
+    with simulated(tmp_path, "missing-route") as env:
+        scanned = read(env.scan())
+        outcome = env.apply()
+    assert outcome.report is not None, outcome.error
+    assert scanned["nodes_without_route"]  # the scenario's point: there is one to report
+    assert outcome.report["policy"] == scanned["policy"]
+
+    def missing(report: Mapping[str, Any]) -> list[tuple[str, str, list[str]]]:
+        # node_age_seconds moves with the clock between the two runs
+        return [
+            (m["cluster"], m["node"], m["missing_cidrs"]) for m in report["nodes_without_route"]
+        ]
+
+    assert missing(outcome.report) == missing(scanned)
+
+
+def test_every_log_line_of_an_apply_names_its_mode_run_and_manager(tmp_path: Path) -> None:
+    """Logs of many runs land in one place (the CronJob's): each line of an apply says it
+    is an apply, of which run, against which manager."""
+    with simulated(tmp_path) as env:
+        code, _, err = cli_run(
+            "apply", "--config", str(env.config_path), "--yes", "--report-dir", str(tmp_path / "a")
+        )
+        assert code == 0, err[-2000:]
+        lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "route.deleted" for e in lines)
+    assert {(e["mode"], e["nsx"]) for e in lines} == {("apply", env.config.nsx.host)}
+    assert len({e["run_id"] for e in lines}) == 1
+
+
+def test_a_planned_route_gone_before_the_apply_still_completes_the_plan_digest(
+    tmp_path: Path,
+) -> None:
+    """deleted_sha256 covers every approved route found gone, the ones NSX had already lost
+    included: it equals the plan's digest when nothing approved is left."""
+    with simulated(tmp_path) as env:
+        plan = env.scan()
+        env.sim.nsx.remove_route(T1, CL1_B)
+        outcome = env.apply(plan)
+        assert outcome.exit_code == 0, outcome.error
+        assert outcome.report is not None
+        assert rows(outcome)[CL1_B]["note"].startswith("already-gone")
+        assert outcome.report["apply"]["deleted_sha256"] == read(plan)["plan_sha256"]
