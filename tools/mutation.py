@@ -198,6 +198,18 @@ def rerun(module: str, tests: list[str], dest: Path) -> Result:
     names = [name for name, code in meta.items() if code in {0, 33}]
     for copy in (dest / "tests", dest / "mutants" / "tests"):
         shutil.copytree(ROOT / "tests", copy, dirs_exist_ok=True)
+    # The tests the module maps to now, as for a first run (MODULES may have grown since).
+    settings = dest / "pyproject.toml"
+    selection = json.dumps([t for t in tests if (dest / t).is_file()])
+    settings.write_text(
+        re.sub(
+            r"^pytest_add_cli_args_test_selection = .*$",
+            lambda _: f"pytest_add_cli_args_test_selection = {selection}",
+            settings.read_text(encoding="utf-8"),
+            flags=re.MULTILINE,
+        ),
+        encoding="utf-8",
+    )
     (dest / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     started = time.monotonic()
     mutmut = Path(sys.executable).parent / "mutmut"
