@@ -15,8 +15,9 @@ A deletion counts only once a read confirms the route is gone (absent, or
 ``marked_for_delete`` while NSX realizes it), and never one read per route, which keeps a
 run of thousands of deletions within the manager's rate limit. Once every batch
 is sent, a few searches cover the accepted deletions of many routers at once, where the
-search can be trusted (``confirm`` says when); every other router is listed once more, and
-a route the search still shows is confirmed by its router's listing too.
+search can be trusted (``confirm`` says when): a count per chunk of routers, else its pages;
+every other router is listed once more, and a route the search still shows is confirmed by
+its router's listing too.
 """
 
 from __future__ import annotations
@@ -257,7 +258,10 @@ class Deleter:
             up = {_path(v) for v in by_router[router]}
             survivors[router] = [p for p in listed.get(router, ()) if p not in up]
         deleted = {r: [_path(v) for v in routes] for r, routes in accepted.items()}
-        return search_presence(self.nsx, deleted, survivors, workers=self.workers)
+        # Counted only where every deletion put up was accepted: what is left there is
+        # exactly the survivors (``confirm``).
+        whole = [r for r, routes in accepted.items() if len(routes) == len(by_router[r])]
+        return search_presence(self.nsx, deleted, survivors, countable=whole, workers=self.workers)
 
     def _confirm_accepted(
         self, router: str, accepted: Sequence[RouteVerdict], presence: Presence | None
