@@ -6,6 +6,7 @@ Returns outcomes; printing and exiting belong to the CLI.
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 import uuid
 from collections import Counter
@@ -22,7 +23,7 @@ from nsx_route_gc.clusters.inventory import Inventory
 from nsx_route_gc.config import Config, MetricsConfig, NsxSettings
 from nsx_route_gc.errors import ConfigError, NsxError
 from nsx_route_gc.judge import narrow
-from nsx_route_gc.logs import register_secret
+from nsx_route_gc.logs import carry_context, register_secret
 from nsx_route_gc.metrics import MetricsError, RunMetrics, push_run_metrics
 from nsx_route_gc.models import TIER1, Action
 from nsx_route_gc.nsx.client import NsxClient
@@ -48,6 +49,22 @@ DiscoveryFactory = Callable[[Config], ClusterDiscovery | None]
 
 def default_inventory(config: Config, progress: Progress = NULL_PROGRESS) -> ClusterSource:
     return Inventory(max_workers=config.cluster_concurrency, progress=progress)
+
+
+class Logout:
+    """The NSX client closed on a thread of its own: its logout (session destroy) is a round
+    trip, half a second on a slow manager, that the judgement and reports need not wait for.
+    ``wait()`` before the run summary; ``Logout(None)``: nothing to close."""
+
+    def __init__(self, nsx: Any) -> None:
+        self._thread: threading.Thread | None = None
+        if nsx is not None:
+            self._thread = threading.Thread(target=carry_context(nsx.close), name="nsx-logout")
+            self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 @dataclass
@@ -157,8 +174,10 @@ def run_scan(
     with bound_run("scan", config) as run_id:
         report = None
         nsx = None
+        logout = Logout(None)
         try:
-            with nsx_factory(config.nsx) as nsx:
+            nsx = nsx_factory(config.nsx)
+            try:
                 scanner = Scanner(
                     config,
                     nsx,
@@ -167,18 +186,26 @@ def run_scan(
                     progress=progress,
                 )
                 result = scanner.scan()
+            finally:
+                logout = Logout(nsx)
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
+            logout.wait()
             return ended_without_report(EXIT_FAILURE, str(exc), started, config)
         finally:
             progress.close()
-        if clusters:
-            result = only_clusters(config, result, clusters)
-        report = scan_report(config, result, run_id)
-        if report_dir is not None:
-            report["apply_command"] = apply_command(config, report, report_dir, compress=compress)
-        paths = write_reports(report, report_dir, compress=compress) if report_dir else []
-        code = scan_exit_code(result, detailed_exitcode)
+        try:
+            if clusters:
+                result = only_clusters(config, result, clusters)
+            report = scan_report(config, result, run_id)
+            if report_dir is not None:
+                report["apply_command"] = apply_command(
+                    config, report, report_dir, compress=compress
+                )
+            paths = write_reports(report, report_dir, compress=compress) if report_dir else []
+            code = scan_exit_code(result, detailed_exitcode)
+        finally:
+            logout.wait()
         log_summary(report, code, started, metrics=config.metrics, nsx=nsx)
         return Outcome(code, report, paths)
 
