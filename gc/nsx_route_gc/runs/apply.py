@@ -24,7 +24,6 @@ from typing import Any
 
 import structlog
 
-from nsx_route_gc.clusters.capi import build_discovery
 from nsx_route_gc.config import Config
 from nsx_route_gc.errors import NsxError, PlanError
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
@@ -64,10 +63,12 @@ from nsx_route_gc.runs.frame import (
     EXIT_USAGE,
     DiscoveryFactory,
     InventoryFactory,
+    LaterClusters,
     Logout,
     NsxFactory,
     Outcome,
     bound_run,
+    default_discovery,
     default_inventory,
     ended_without_report,
     log_summary,
@@ -138,7 +139,7 @@ def run_apply(
     batch_size: int = DEFAULT_BATCH_SIZE,
     nsx_factory: NsxFactory = NsxClient,
     inventory_factory: InventoryFactory = default_inventory,
-    discovery_factory: DiscoveryFactory = build_discovery,
+    discovery_factory: DiscoveryFactory = default_discovery,
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
     progress: Progress = NULL_PROGRESS,
@@ -191,7 +192,10 @@ def run_apply(
         try:
             nsx = nsx_factory(config.nsx)
             try:
-                run.delete(nsx, inventory_factory(config, progress), discovery_factory(config))
+                later = LaterClusters(
+                    lambda: inventory_factory(config, progress), lambda: discovery_factory(config)
+                )
+                run.delete(nsx, later, later)
             finally:
                 logout = Logout(nsx)
         except NsxError as exc:
