@@ -479,16 +479,16 @@ def write_results(
         f"and for apply ceil(deletions / {BATCH_MAX}) hierarchical deletes (every router is in "
         "/infra, so batches fill across routers). Not in it, but counted in `NSX calls`: the "
         "project list, session create and destroy, and the searches that confirm the "
-        "deletions. Time bound: the list pages at the slower of the rate limit and the "
-        "in-flight limit (pages / rate, or ceil(pages / in-flight limit) x latency), then the "
-        "batches the same way, plus one round trip for the Tier-1 list and, for apply, one "
-        "for the confirmation. `peak in flight`: the widest the adaptive limit opened "
-        "(`nsx_concurrency_peak` of the run summary). `phases s`: seconds from the child's "
-        "start to its first scan log line, then to the last router listed, the last cluster "
-        "inventoried, the first router deleting, the last route deleted and the run summary "
-        "(the rest of the wall time is printing and interpreter exit); `list+inventory` when "
-        "the clusters were inventoried while the routes were listed. Kubernetes: per cluster "
-        f"ceil(nodes / {NODE_PAGE}) list pages.",
+        "deletions (a count per chunk of routers). Time bound: the list pages at the slower of "
+        "the rate limit and the in-flight limit (pages / rate, or ceil(pages / in-flight "
+        "limit) x latency), then the batches the same way, plus one round trip for the "
+        "Tier-1 list and, for apply, one for the confirmation. `peak in flight`: the widest "
+        "the adaptive limit opened (`nsx_concurrency_peak` of the run summary). `phases s`: "
+        "seconds from the child's start to its first scan log line, then to the last router "
+        "listed, the last cluster inventoried, the first router deleting, the last route "
+        "deleted and the run summary (the rest of the wall time is printing and interpreter "
+        "exit); `list+inventory` when the clusters were inventoried while the routes were "
+        f"listed. Kubernetes: per cluster ceil(nodes / {NODE_PAGE}) list pages.",
         "",
         "## Results",
         "",
@@ -513,23 +513,30 @@ def write_results(
 WHY = [
     "How to read the figures, and why a target is missed where one is:",
     "",
-    "- NSX calls of apply: the minimum leaves out what confirms the deletions. Apply",
-    "  confirms every accepted deletion with searches over the routers it deleted from (the",
-    "  `search` column): a search is believed only when it shows every route this run listed",
-    "  there and did not delete, so it pages through those routers' surviving routes, one",
-    "  page per 1,000. With orphans on every router, as in W, that is about one page per",
-    "  1,000 routes of the whole manager (50 at W), more than the 10% slack of the target;",
-    "  a narrower search could not prove the index current, and believing an index that",
-    "  merely lacks a route would report a deletion that did not happen. Correctness wins",
-    "  over the calls target here (issue 11). The rest over the minimum is the login and",
-    "  logout (`session`) and the project list: at S, 4 calls over a minimum of 12.",
-    "- Wall time on the slow manager: the limit starts at `nsx.concurrency` (8) and doubles",
-    "  per round trip while answers are slow, so the first second lists 24 routers where 40",
-    "  in flight would list 80; it stops at `nsx.max_concurrency` (32, leaving the other",
-    "  clients of the account room under NSX's 40), so 200 pages take at least 3.1 s where",
-    "  the bound assumes 2.5 s. What is no NSX call is outside the bound: Python starting,",
-    "  the inventory of 200 clusters while routes are listed, judging and writing the reports",
-    "  of 50,000 routes (see `phases s`), on 2 cores shared with the simulator and other work.",
+    "- NSX calls of apply: the minimum leaves out the login and logout (`session`), the",
+    "  project list and the searches that confirm the deletions. Apply confirms them by",
+    "  counting what is left on the routers it deleted from: one search per chunk of routers",
+    "  (as many as one query of 4,000 characters names, one search context), at page size 1,",
+    "  whose `result_count` must equal the routes this run listed there and did not delete",
+    "  (3 searches at W). Only a count that differs (a lagging or partial index, another",
+    "  writer) makes it page through those routers' routes (one page per 1,000) or list",
+    "  them. So W's apply is its minimum of 206 plus 6. At S the same 4 calls over a minimum",
+    "  of 12 are 1.33 x: the session is what `nsx.auth: session` costs (basic auth has none).",
+    "- Wall time on the slow manager: the in-flight limit starts at `nsx.concurrency` (8)",
+    "  and doubles each round trip while answers are slow (8, 16, then 32 =",
+    "  `nsx.max_concurrency`, which leaves the account's other clients room under NSX's",
+    "  40). At 500 ms the NSX round trips alone then take 5.0 s for a scan: the login, the",
+    "  Tier-1 list (the project list beside it), and 8 round trips of listing (8 + 16 + 6 x",
+    "  32 >= 200 pages); were the limit at 32 from the start, 7 round trips (ceil(200 /",
+    "  32)), 4.5 s. The target, 1.5 x the 3.0 s bound, is 4.5 s: below that floor before",
+    "  any CPU time. Apply adds a round trip for the 5 batches (sent side by side) and one",
+    "  for the count: 6.0 s of round trips against a target of 8.0 s, leaving 2 s for",
+    "  Python starting, judging 50,000 routes, the journal, 5,000 `route.deleted` log",
+    "  lines and the reports (see `phases s`), on 2 cores shared with the simulator and",
+    "  other work. The logout goes on while the report is written, and the Kubernetes",
+    "  client is imported while NSX is logged in to; with the machine loaded, decoding",
+    "  50,000 routes on one thread holds the listing back as much as the round trips do",
+    "  (compare `list+inventory` at 20 ms and at 500 ms).",
     "- Peak RSS of apply at L: sampled from /proc during a run, it comes while the reports",
     "  of 100,000 rows are written, after the deletions; while deleting, an apply stays",
     "  within its scan's peak (at most 5,000 routes of batches are sent at once).",

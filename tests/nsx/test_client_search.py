@@ -227,3 +227,53 @@ def test_search_index_troubles_fail_the_search_unretried(server: HTTPServer, cod
     with pytest.raises(NsxError, match=f"error_code={code}"):
         nsx.search_route_presence([T1])
     assert nsx.request_counts == {"search": 1}
+
+
+def test_a_count_is_one_first_page_of_one_result_and_its_result_count(server: HTTPServer) -> None:
+    """result_count is the total of every page (set on the first page only): one call."""
+    server.expect_request(
+        SEARCH,
+        query_string={
+            "query": route_presence_query([T1, T2]),
+            "page_size": "1",
+            "included_fields": "path",
+        },
+    ).respond_with_json(page([hit(T1, "a")], 4321, "c1"))
+
+    nsx = client(server)
+    assert nsx.search_route_count([T1, T2]) == 4321
+    assert nsx.request_counts == {"search": 1}
+
+
+def test_a_project_count_is_asked_in_its_project_context(server: HTTPServer) -> None:
+    server.expect_request(
+        SEARCH,
+        query_string={
+            "query": route_presence_query([DEV]),
+            "page_size": "1",
+            "included_fields": "path",
+            "context": "projects:/orgs/default/projects/dev",
+        },
+    ).respond_with_json(page([], 0))
+
+    assert client(server).search_route_count([DEV]) == 0
+
+
+@pytest.mark.parametrize("count", [None, "12", -1, True, 1.5])
+def test_a_count_without_a_whole_result_count_is_malformed(
+    server: HTTPServer, count: object
+) -> None:
+    body: dict[str, Any] = {"results": [hit(T1, "a")]}
+    if count is not None:
+        body["result_count"] = count
+    server.expect_request(SEARCH).respond_with_json(body)
+
+    with pytest.raises(NsxError, match="no result_count"):
+        client(server).search_route_count([T1])
+
+
+def test_a_count_of_routers_of_two_spaces_is_refused_unsent(server: HTTPServer) -> None:
+    nsx = client(server)
+    with pytest.raises(NsxError, match="not Tier-1s of one space"):
+        nsx.search_route_count([T1, DEV])
+    assert len(server.log) == 0

@@ -184,7 +184,7 @@ def test_the_gate_holds_callers_beyond_the_limit_and_reports_changes() -> None:
     limit = AdaptiveLimit(2, 4, rate=90.0, clock=Clock())
     changes: list[Change] = []
     gate = InFlightGate(limit, on_change=changes.append)
-    gate.enter()
+    first = gate.enter()
     gate.enter()
     third_in = threading.Event()
 
@@ -195,13 +195,29 @@ def test_the_gate_holds_callers_beyond_the_limit_and_reports_changes() -> None:
     waiter = threading.Thread(target=third)
     waiter.start()
     assert not third_in.wait(0.1)  # two in flight: the third waits
-    gate.leave(0.5, 200)  # a caller was waiting and the answer was slow: wider
+    gate.leave(0.5, 200, first)  # a caller was waiting and the answer was slow: wider
     assert third_in.wait(5)
     waiter.join()
     assert changes == [Change(2, 3, "slow-answers")]
-    gate.leave(0.5, 503)
+    gate.leave(0.5, 503, first)
     assert (limit.limit, gate.peak) == (1, 3)
     assert changes[-1] == Change(3, 1, "503")
+
+
+def test_a_round_trip_that_filled_the_gate_doubles_the_limit_however_its_answers_come() -> None:
+    """Slow start: every call out while the gate was full counts, even one that comes back
+    after the first answer freed a slot (answers of a round trip come back together)."""
+    limit = AdaptiveLimit(4, 32, rate=90.0, clock=Clock())
+    gate = InFlightGate(limit)
+    tickets = [gate.enter() for _ in range(4)]  # the fourth takes the last slot
+    for ticket in tickets:
+        gate.leave(0.5, 200, ticket)
+    assert limit.limit == 8
+    # Fewer calls than the limit never fill it: no growth.
+    tickets = [gate.enter() for _ in range(3)]
+    for ticket in tickets:
+        gate.leave(0.5, 200, ticket)
+    assert limit.limit == 8
 
 
 def test_paced_map_keeps_order_and_runs_at_most_the_width_at_once() -> None:

@@ -136,7 +136,8 @@ def test_a_survivor_missing_from_the_search_makes_its_router_listed() -> None:
         with capture_logs() as logs:
             results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 1, "nsx_list_routes": 1}
+        # The count is one short: the pages tell which router.
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 2, "nsx_list_routes": 1}
         assert untrusted(logs) == {ROUTERS[1]: "survivors-missing"}
         assert notes(results) == {NOTE_DELETED}
 
@@ -158,22 +159,47 @@ class FailingSearch(NsxClient):
     def search_route_presence(self, routers: Sequence[str]) -> dict[str, dict[str, bool]]:
         raise NsxError("NSX GET /policy/api/v1/search/query failed: ConnectionError")
 
+    def search_route_count(self, routers: Sequence[str]) -> int:
+        raise NsxError("NSX GET /policy/api/v1/search/query failed: ConnectionError")
 
-def test_a_failed_search_makes_its_routers_listed() -> None:
+
+def test_a_failed_count_makes_its_routers_listed_unpaged() -> None:
     with simulated(client=FailingSearch) as (sim, nsx):
         candidates, listed = plan(nsx, ROUTERS)
         with capture_logs() as logs:
             results = delete(sim, nsx, candidates, listed=listed)
 
         assert calls(sim) == {"nsx_hierarchical": 1, "nsx_list_routes": 4}
-        failure = [e for e in logs if e["event"] == "routes.confirm_search_failed"]
+        failure = [e for e in logs if e["event"] == "routes.confirm_count_failed"]
         assert [(e["routers"], e["fallback"]) for e in failure] == [(4, "listing")]
         assert "ConnectionError" in failure[0]["error"]
+        assert untrusted(logs) == dict.fromkeys(ROUTERS, "count-failed")
+        assert notes(results) == {NOTE_DELETED}
+
+
+class FailingPages(NsxClient):
+    def search_route_presence(self, routers: Sequence[str]) -> dict[str, dict[str, bool]]:
+        raise NsxError("NSX GET /policy/api/v1/search/query failed: ConnectionError")
+
+
+def test_a_count_that_differs_then_failed_pages_make_the_routers_listed() -> None:
+    with simulated(client=FailingPages) as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS)
+        sim.nsx.freeze_search_index()  # the deletions stay in the index: the count is over
+        with capture_logs() as logs:
+            results = delete(sim, nsx, candidates, listed=listed)
+
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 1, "nsx_list_routes": 4}
+        differs = [e for e in logs if e["event"] == "routes.confirm_count_differs"]
+        assert [(e["counted"], e["survivors"]) for e in differs] == [(16, 8)]
+        failure = [e for e in logs if e["event"] == "routes.confirm_search_failed"]
+        assert [(e["routers"], e["fallback"]) for e in failure] == [(4, "listing")]
         assert notes(results) == {NOTE_DELETED}
 
 
 class StaleSearch(NsxClient):
-    """Search answers from an index that has not seen the deletions yet."""
+    """Search answers from an index that has not seen the deletions yet, with
+    ``marked_for_delete`` (which the simulator's index does not carry)."""
 
     marked = False
     stale: dict[str, dict[str, bool]] | None = None
@@ -190,16 +216,20 @@ class StaleSearch(NsxClient):
             for r in routers
         }
 
+    def search_route_count(self, routers: Sequence[str]) -> int:
+        assert self.stale is not None
+        return sum(len(self.stale[r]) for r in routers)
+
 
 def test_a_route_the_search_still_shows_is_confirmed_by_listing_its_router() -> None:
-    with simulated(client=StaleSearch) as (sim, nsx):
-        assert isinstance(nsx, StaleSearch)
+    with simulated() as (sim, nsx):
         candidates, listed = plan(nsx, ROUTERS)
-        nsx.freeze()
+        sim.nsx.freeze_search_index()  # a stale index: the deletions not taken in yet
         with capture_logs() as logs:
             results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_list_routes": 4}
+        # The count is over (16 for 8 survivors), the pages show the routes: listed.
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 2, "nsx_list_routes": 4}
         shown = [e for e in logs if e["event"] == "router.confirm_search_shows"]
         assert sorted((e["router"], e["routes"]) for e in shown) == [(r, 2) for r in ROUTERS]
         assert notes(results) == {NOTE_DELETED}
@@ -213,7 +243,7 @@ def test_marked_for_delete_in_the_search_is_deleted_and_marked() -> None:
 
         results = delete(sim, nsx, candidates, listed=listed)
 
-        assert calls(sim) == {"nsx_hierarchical": 1}  # no listing
+        assert calls(sim) == {"nsx_hierarchical": 1}  # no listing (searches are faked)
         assert notes(results) == {NOTE_MARKED}
 
 
@@ -236,8 +266,9 @@ def test_a_route_still_there_is_polled_by_listing_then_fails() -> None:
 
         assert {r.verdict.action for r in results} == {Action.DELETE_FAILED}
         assert {r.error for r in results} == {"still present after the delete"}
-        # One search, then the existing polling: three listings of each router.
-        assert calls(sim) == {"nsx_search": 1, "nsx_list_routes": 6}
+        # The count is over, the pages show the routes, then the existing polling: three
+        # listings of each router.
+        assert calls(sim) == {"nsx_search": 2, "nsx_list_routes": 6}
         assert sleeps == [1.0, 1.0, 1.0, 1.0]
 
 
@@ -253,12 +284,17 @@ class Index:
         self.holds = holds
         self.failing = failing
         self.asked: list[list[str]] = []
+        self.counted: list[list[str]] = []
 
     def search_route_presence(self, routers: Sequence[str]) -> dict[str, dict[str, bool]]:
         self.asked.append(list(routers))
         if self.failing in routers:
             raise NsxError("NSX GET /policy/api/v1/search/query answered 500")
         return {r: dict(self.holds.get(r, {})) for r in routers}
+
+    def search_route_count(self, routers: Sequence[str]) -> int:
+        self.counted.append(list(routers))
+        return sum(len(self.holds.get(r, {})) for r in routers)
 
 
 def test_many_routers_are_cut_into_chunks_and_a_failed_chunk_loses_only_its_own() -> None:
@@ -322,5 +358,109 @@ def test_a_search_index_in_trouble_makes_the_routers_listed(code: int) -> None:
             "injected_400": 1,
             "nsx_list_routes": len(ROUTERS),
         }
-        assert "routes.confirm_search_failed" in [e["event"] for e in logs]
+        assert "routes.confirm_count_failed" in [e["event"] for e in logs]
         assert notes(results) == {NOTE_DELETED}
+
+
+def test_counts_go_by_chunks_of_bounded_query_and_a_chunk_counted_wrong_is_paged() -> None:
+    routers = [f"/infra/tier-1s/t1-{n:04d}" for n in range(200)]
+    deleted = {r: [f"{r}/static-routes/gone"] for r in routers}
+    survivors = {r: [f"{r}/static-routes/kept"] for r in routers}
+    holds = {r: {f"{r}/static-routes/kept": False} for r in routers}
+    holds[routers[-1]][f"{routers[-1]}/static-routes/gone"] = False  # the index lags there
+    index = Index(holds)
+
+    with capture_logs() as logs:
+        trusted = search_presence(index, deleted, survivors, countable=routers, workers=3)
+
+    # 200 routers do not fit one query: a few counts, each the survivors of its chunk.
+    assert 1 < len(index.counted) <= 4
+    assert sorted(r for chunk in index.counted for r in chunk) == routers
+    wrong = next(chunk for chunk in index.counted if routers[-1] in chunk)
+    assert sorted(r for chunk in index.asked for r in chunk) == sorted(wrong)
+    counted_right = set(routers) - set(wrong)
+    assert all(trusted[r] == {} for r in counted_right)
+    # The pages show the route the index still holds: its router is listed by the caller.
+    assert trusted[routers[-1]] == {f"{routers[-1]}/static-routes/gone": False}
+    differs = [e for e in logs if e["event"] == "routes.confirm_count_differs"]
+    assert [(e["counted"], e["survivors"]) for e in differs] == [(len(wrong) + 1, len(wrong))]
+
+
+def test_only_countable_routers_are_counted_the_rest_paged() -> None:
+    routers = ROUTERS[:2]
+    deleted = {r: [f"{r}/static-routes/gone"] for r in routers}
+    survivors = {r: [f"{r}/static-routes/kept"] for r in routers}
+    index = Index({r: {f"{r}/static-routes/kept": False} for r in routers})
+
+    trusted = search_presence(index, deleted, survivors, countable=routers[:1])
+
+    assert index.counted == [routers[:1]]
+    assert index.asked == [routers[1:]]
+    assert trusted == {routers[0]: {}, routers[1]: {}}
+
+
+def test_a_router_with_a_refused_batch_is_paged_not_counted() -> None:
+    """Routes that went one by one (held, failed or deleted) leave the count unknown."""
+    with simulated() as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS)
+        sim.nsx.fail_hierarchical(times=1)
+        sim.nsx.reset_counters()
+        with capture_logs() as logs:
+            # Batches of 3, one at a time: t1-0 r0 r1 + t1-1 r0 (refused), t1-1 r1 + t1-2,
+            # t1-3: t1-1 is half refused.
+            results = Deleter(
+                nsx, allow_overwrite=False, sleep=no_sleep, workers=1, batch_size=3
+            ).delete(candidates, listed=listed)
+
+        assert notes(results) == {NOTE_DELETED}
+        counts = [e for e in logs if e["event"] == "routes.confirm_counted"]
+        assert [(e["routers"], e["survivors"]) for e in counts] == [(2, 4)]
+        assert sim.nsx.counters["nsx_search"] == 2  # the count, the pages of t1-1
+        assert sim.nsx.counters.get("nsx_list_routes", 0) == 0
+        assert sim.nsx.route_count() == 8
+
+
+def test_two_hundred_routers_confirm_with_a_handful_of_searches_and_no_listing() -> None:
+    routers = [f"/infra/tier-1s/t1-{n:04d}" for n in range(200)]
+    with simulated(routers) as (sim, nsx):
+        candidates, listed = plan(nsx, routers)
+
+        results = delete(sim, nsx, candidates, listed=listed)
+
+        assert notes(results) == {NOTE_DELETED}
+        assert sim.nsx.counters.get("nsx_list_routes", 0) == 0
+        assert 1 <= sim.nsx.counters["nsx_search"] <= 4
+        assert sim.nsx.route_count() == 400
+
+
+def test_an_index_missing_survivors_falls_back_and_never_confirms_a_route_still_there() -> None:
+    """The batch is accepted but the routes stay; the index lost a survivor: the count is
+    off, the pages are not trusted, the listing shows the routes: not confirmed."""
+    with simulated(ROUTERS[:2], client=IgnoringDeletes) as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS[:2])
+        sim.nsx.unindex_route(ROUTERS[0], "r3")
+        sim.nsx.reset_counters()
+        with capture_logs() as logs:
+            results = Deleter(nsx, allow_overwrite=False, sleep=no_sleep).delete(
+                candidates, listed=listed
+            )
+
+        assert {r.verdict.action for r in results} == {Action.DELETE_FAILED}
+        assert "routes.confirm_counted" not in [e["event"] for e in logs]
+        assert untrusted(logs) == {ROUTERS[0]: "survivors-missing"}
+        assert sim.nsx.counters["nsx_search"] == 2
+
+
+def test_an_index_missing_survivors_of_routes_really_deleted_falls_back_to_listing() -> None:
+    with simulated() as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS)
+        sim.nsx.unindex_route(ROUTERS[2], "r2")  # frozen: the deletions stay indexed too
+        sim.nsx.unindex_route(ROUTERS[2], "r3")
+        with capture_logs() as logs:
+            results = delete(sim, nsx, candidates, listed=listed)
+
+        assert notes(results) == {NOTE_DELETED}
+        assert "routes.confirm_counted" not in [e["event"] for e in logs]
+        assert untrusted(logs) == {ROUTERS[2]: "survivors-missing"}
+        # The other routers' pages show their deleted routes (the stale index): listed.
+        assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 2, "nsx_list_routes": 4}

@@ -243,7 +243,7 @@ def test_a_wrong_password_makes_one_login_attempt_a_run(tmp_path: Path, auth: st
 
 def test_scan_then_apply_confirms_deletions_with_search_not_listings(tmp_path: Path) -> None:
     """The default grace period (1h): the deleted routes were indexed long ago, so the
-    search vouches for them, over several pages whose later ones carry no result_count."""
+    search vouches for them: one count of what is left, at page size 1."""
     with Simulator(load_scenario("seed")) as sim:
         config = sim.write_config(tmp_path / "sim")
         config.write_text(
@@ -263,14 +263,39 @@ def test_scan_then_apply_confirms_deletions_with_search_not_listings(tmp_path: P
     assert {r["note"] for r in report["routes"] if r["action"] == "deleted"} == {
         "deleted: confirmed gone"
     }
-    # 8 routes in pages of 2: the apply's own listing; the 5 left are found in 3 search pages.
+    # 8 routes in pages of 2: the apply's own listing; the 5 left are counted in one search.
     assert counters["nsx_list_routes"] == 4
-    assert counters["nsx_search"] == 3
+    assert counters["nsx_search"] == 1
     assert counters["nsx_hierarchical"] == 1
     assert counters.get("nsx_get", 0) == counters.get("nsx_delete", 0) == 0
     events = [json.loads(line)["event"] for line in apply.stderr.splitlines()]
+    assert "routes.confirm_counted" in events
     assert "router.confirm_search_untrusted" not in events
     assert "routes.confirm_search_failed" not in events
+
+
+def test_a_stale_index_makes_apply_page_the_search_then_list(tmp_path: Path) -> None:
+    """The index has not taken in the deletions: the count is over, the search pages (whose
+    later ones carry no result_count) show the deleted routes, their routers are listed."""
+    with Simulator(load_scenario("seed")) as sim:
+        config = sim.write_config(tmp_path / "sim")
+        config.write_text(
+            config.read_text().replace("  auth: session", "  page_size: 2\n  auth: session")
+        )
+        sim.nsx.freeze_search_index()
+        apply = run_json("apply", "--config", str(config), "--yes",
+                         "--report-dir", str(tmp_path / "apply"))  # fmt: skip
+        counters = dict(sim.nsx.counters)
+    assert apply.returncode == 0, apply.stderr[-2000:]
+    report = json.loads((tmp_path / "apply" / "report.json").read_text())
+    assert report["summary"]["actions"]["deleted"] == 3
+    events = [json.loads(line)["event"] for line in apply.stderr.splitlines()]
+    assert "routes.confirm_count_differs" in events
+    assert "router.confirm_search_shows" in events
+    assert "routes.confirm_counted" not in events
+    # 4 pages of the 8 routes the stale index holds, after the count.
+    assert counters["nsx_search"] == 5
+    assert counters["nsx_list_routes"] > 4
 
 
 def test_a_tkg_file_of_a_vmc_cluster_alone_scans(tmp_path: Path) -> None:

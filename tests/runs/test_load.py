@@ -100,8 +100,8 @@ def test_apply_batches_across_routers_and_confirms_with_a_few_searches(tmp_path:
         counters = env.sim.nsx.counters
         assert counters["nsx_hierarchical"] == math.ceil(deleted / 1000)
         assert counters["nsx_list_routes"] == 60  # the scan's listing, no confirmation listing
-        # One page per 1,000 routes on the routers deleted from, in queries side by side.
-        assert 6 <= counters["nsx_search"] <= 12
+        # One count of what is left on the 60 routers (they fit one query), no page.
+        assert counters["nsx_search"] == 1
         assert counters["nsx_get"] == counters["nsx_delete"] == 0
 
 
@@ -122,12 +122,14 @@ def test_configured_routers_cost_no_tier1_or_project_listing(tmp_path: Path) -> 
 
 
 def test_confirmation_pages_through_real_search_paging(tmp_path: Path) -> None:
-    """Pages of 100: each confirming query takes several pages, ``result_count`` comes on the
-    first page only and the last page carries a 0000 cursor, as on a real manager; still no
-    router is listed again."""
+    """Pages of 100, an index that has not taken in the deletions: the count is over, so
+    each confirming query takes several pages, ``result_count`` comes on the first page only
+    and the last page carries a 0000 cursor, as on a real manager; the pages show the
+    deleted routes, so each router is listed again, and every deletion is still confirmed."""
     scenario = scale(routers=20, routes=2000, clusters=20, nodes_per_cluster=10)
     with simulated(tmp_path, scenario) as env:
         env.sim.nsx.set_knobs(search_count_every_page=False, null_cursor=True)
+        env.sim.nsx.freeze_search_index()
         config = with_nsx(env.config, page_size=100)
         pages = sum(math.ceil(env.sim.nsx.route_count(r) / 100) for r in scenario.tier1s)
         env.sim.nsx.reset_counters()
@@ -138,8 +140,12 @@ def test_confirmation_pages_through_real_search_paging(tmp_path: Path) -> None:
         assert outcome.report is not None
         assert outcome.report["apply"]["deleted"] == 200
         counters = env.sim.nsx.counters
-        survivors = 2000 - 200
-        assert counters["nsx_list_routes"] == pages  # the scan's listing alone
-        # The survivors in pages of 100, a few queries side by side.
-        assert survivors // 100 <= counters["nsx_search"] <= survivors // 100 + 20
+        left = sum(math.ceil(env.sim.nsx.route_count(r) / 100) for r in scenario.tier1s)
+        assert counters["nsx_list_routes"] == pages + left  # the scan's listing, then again
+        # One count, then the 2,000 routes the stale index holds in pages of 100, a few
+        # queries side by side.
+        assert 1 + 2000 // 100 <= counters["nsx_search"] <= 1 + 2000 // 100 + 20
+        events = [e["event"] for e in logs]
+        assert "routes.confirm_count_differs" in events
+        assert "router.confirm_search_shows" in events
         assert not [e for e in logs if e["event"] == "router.confirm_search_untrusted"]

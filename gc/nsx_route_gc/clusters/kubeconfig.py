@@ -11,20 +11,20 @@ from __future__ import annotations
 import binascii
 import json
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
 import urllib3
 import yaml
-from kubernetes import client as k8s
-from kubernetes.client import ApiClient
-from kubernetes.config import kube_config
-from kubernetes.config.config_exception import ConfigException
-from kubernetes.config.incluster_config import load_incluster_config
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 from nsx_route_gc.errors import KubeError
 from nsx_route_gc.logs import register_secret, secret_forms
@@ -68,8 +68,6 @@ class _Complaints:
 
 
 _COMPLAINTS = _Complaints()
-if getattr(kube_config, "logging", None) is logging:
-    kube_config.logging = _COMPLAINTS  # type: ignore[attr-defined,assignment]  # see _Complaints
 
 
 # What a kubeconfig from a Cluster API Secret may hold: credentials and CA as data, nothing
@@ -103,8 +101,30 @@ class _FastYaml:
         return getattr(yaml, name)
 
 
-if getattr(kube_config, "yaml", None) is yaml:
-    kube_config.yaml = _FastYaml()  # type: ignore[attr-defined,assignment]  # see _FastYaml
+# The Kubernetes client is imported when the first client is made, not with this module:
+# it is about half the start-up time of the process, and a run's file checks (check_kubeconfig)
+# need none of it, so that the import goes on the inventory's thread while NSX is logged in to.
+# kube_config.ENV_KUBECONFIG_PATH_SEPARATOR, without importing it: ';' on Windows, else ':'.
+_KUBECONFIG_PATH_SEPARATOR = os.pathsep
+_IMPORT_LOCK = threading.Lock()
+
+
+def _kube_config() -> ModuleType:
+    """kubernetes.config.kube_config, with our stand-ins for its logging and yaml modules."""
+    with _IMPORT_LOCK:
+        from kubernetes.config import kube_config  # noqa: PLC0415 - lazy: see above
+
+        if getattr(kube_config, "logging", None) is logging:
+            kube_config.logging = _COMPLAINTS  # type: ignore[attr-defined,assignment]  # see _Complaints
+        if getattr(kube_config, "yaml", None) is yaml:
+            kube_config.yaml = _FastYaml()  # type: ignore[attr-defined,assignment]  # see _FastYaml
+        return kube_config
+
+
+def _config_exception() -> type[Exception]:
+    from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415 - lazy
+
+    return ConfigException
 
 
 def api_client_from_kubeconfig(
@@ -134,16 +154,24 @@ def api_client_from_kubeconfig(
     if scheme != "https" and not (scheme == "http" and allow_http):
         hint = " (set cluster_api.allow_http: true to allow http)" if scheme == "http" else ""
         raise KubeError(f"{label}: server {safe_url(str(cluster['server']))} is not https{hint}")
+    kube_config = _kube_config()
     try:
         with _LOAD_LOCK:
             _COMPLAINTS.messages.clear()
             # config_file always explicit: otherwise the client falls back to $KUBECONFIG as it
             # was when the client was imported, and merges every file listed there.
-            api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]  # untyped library function
+            api: ApiClient = kube_config.new_client_from_config(
                 config_file=str(path), context=context, persist_config=False
             )
             complaints = "; ".join(_COMPLAINTS.messages)
-    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (
+        _config_exception(),
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ) as exc:
         detail = scrub(_describe_load_error(exc), _user_values(doc))
         # Not chained: the client's own message may quote the user entry, credentials included.
         raise KubeError(f"{label}: {detail}") from None
@@ -179,16 +207,22 @@ def check_kubeconfig(kubeconfig: Path, context: str | None = None) -> str:
 
 
 def _in_cluster_client() -> ApiClient:
+    from kubernetes import client as k8s  # noqa: PLC0415 - lazy: see _kube_config
+    from kubernetes.client import ApiClient  # noqa: PLC0415 - lazy: see _kube_config
+    from kubernetes.config.incluster_config import (  # noqa: PLC0415 - lazy: see _kube_config
+        load_incluster_config,
+    )
+
     cfg = k8s.Configuration()
     try:
         load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]  # untyped library function
-    except (ConfigException, OSError) as exc:
+    except (_config_exception(), OSError) as exc:
         raise KubeError(f"in-cluster service account: {one_line(str(exc))}") from exc
     return ApiClient(configuration=cfg)
 
 
 def _read(path: Path, label: str) -> dict[str, Any]:
-    separator = kube_config.ENV_KUBECONFIG_PATH_SEPARATOR
+    separator = _KUBECONFIG_PATH_SEPARATOR
     if separator in str(path):
         raise KubeError(
             f"{label}: the kubernetes client cannot read a path containing {separator!r}"
@@ -339,7 +373,7 @@ def _describe_load_error(exc: Exception) -> str:
         return f"file not found: {exc.filename}"
     if isinstance(exc, OSError):
         return f"cannot read {exc.filename}: {exc.strerror}"
-    if isinstance(exc, ConfigException):
+    if isinstance(exc, _config_exception()):
         return one_line(str(exc))
     return one_line(f"{type(exc).__name__}: {exc}")
 

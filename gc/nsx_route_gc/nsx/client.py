@@ -30,6 +30,7 @@ from nsx_route_gc.models import (
     tier1_router,
 )
 from nsx_route_gc.nsx.query import (
+    SEARCH_COUNT_FIELDS,
     SEARCH_FIELDS,
     SEARCH_PATH,
     TIER1_PATH,
@@ -304,6 +305,33 @@ class NsxClient:
             if router in asked:
                 found[asked[router]][path] = marked
         return found
+
+    def search_route_count(self, routers: Sequence[str]) -> int:
+        """How many static routes of ``routers`` the search index holds: one call, the
+        first page only, at the smallest page size, for its ``result_count`` ("Count of
+        results found (across all pages), set only on first page"; terraform-provider-nsxt
+        ``nsxt/policy_search.go`` ``searchLM`` reads it there as the total of all pages).
+        The routers share one search context; NsxError when the answer has no count."""
+        wanted = [r.rstrip("/") for r in routers]
+        contexts = {search_context(r) for r in wanted}
+        context = contexts.pop() if len(contexts) == 1 else None
+        if context is None:
+            raise NsxError(f"cannot search the routes of {wanted}: not Tier-1s of one space")
+        params = {
+            "query": route_presence_query(wanted),
+            "page_size": "1",
+            "included_fields": SEARCH_COUNT_FIELDS,
+        }
+        if context:
+            params["context"] = context
+        rest = API_PREFIX + SEARCH_PATH
+        where = f"GET {rest} (count of the routes of {len(wanted)} router(s))"
+        response = self._http.request("GET", rest, kind="search", params=params)
+        page = self._http.decode_json(response, "GET", rest)
+        count = page.get("result_count") if isinstance(page, dict) else None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise NsxError(f"malformed JSON from NSX at {where}: no result_count")
+        return count
 
     def _search_all(
         self, params: Mapping[str, str], routers: int

@@ -77,8 +77,9 @@ class AdaptiveLimit:
 
     def answered(self, seconds: float, status: int | None, *, saturated: bool) -> Change | None:
         """One call came back after ``seconds`` with ``status`` (None: no answer, such as a
-        connection error); ``saturated``: every slot was taken as it came back, or a caller
-        was waiting for one (a wider limit would have been used). The change, if any."""
+        connection error); ``saturated``: every slot was taken at some moment while it was
+        in flight, or a caller was waiting for one (a wider limit would have been used).
+        The change, if any."""
         if status in CONGESTION_STATUSES:
             return self._decrease(str(status), seconds)
         if status is None:
@@ -136,19 +137,28 @@ class InFlightGate:
         self._ready = threading.Condition()
         self._in_flight = 0
         self._waiting = 0
+        # How many times a call took the last slot. Answers of one round trip come back
+        # together, the first freeing a slot before the others are counted: whether the
+        # gate was full as each came back would say "full" for the first alone, and the
+        # limit would grow by one per round trip instead of doubling.
+        self._filled = 0
 
     @property
     def peak(self) -> int:
         return self._limit.peak
 
-    def enter(self) -> None:
-        """Wait for a slot."""
+    def enter(self) -> int:
+        """Wait for a slot; the ticket to give ``leave``."""
         with self._ready:
             self._waiting += 1
             while self._in_flight >= self._limit.limit:
                 self._ready.wait()
             self._waiting -= 1
+            ticket = self._filled
             self._in_flight += 1
+            if self._in_flight >= self._limit.limit:
+                self._filled += 1
+            return ticket
 
     def demand(self, waiting: int) -> None:
         """Callers waiting elsewhere for work that needs a slot (``Permits``): counted as
@@ -156,10 +166,13 @@ class InFlightGate:
         with self._ready:
             self._waiting += waiting
 
-    def leave(self, seconds: float, status: int | None) -> None:
-        """A call is done: it took ``seconds`` on the wire and was answered ``status``."""
+    def leave(self, seconds: float, status: int | None, ticket: int) -> None:
+        """A call is done: it took ``seconds`` on the wire and was answered ``status``;
+        ``ticket``: what ``enter`` gave it (whether the gate filled while it was out)."""
         with self._ready:
-            saturated = self._waiting > 0 or self._in_flight >= self._limit.limit
+            saturated = (
+                self._waiting > 0 or self._in_flight >= self._limit.limit or self._filled != ticket
+            )
             self._in_flight -= 1
             change = self._limit.answered(seconds, status, saturated=saturated)
             self._ready.notify_all()

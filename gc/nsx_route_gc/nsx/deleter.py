@@ -15,8 +15,9 @@ A deletion counts only once a read confirms the route is gone (absent, or
 ``marked_for_delete`` while NSX realizes it), and never one read per route, which keeps a
 run of thousands of deletions within the manager's rate limit. Once every batch
 is sent, a few searches cover the accepted deletions of many routers at once, where the
-search can be trusted (``confirm`` says when); every other router is listed once more, and
-a route the search still shows is confirmed by its router's listing too.
+search can be trusted (``confirm`` says when): a count per chunk of routers, else its pages;
+every other router is listed once more, and a route the search still shows is confirmed by
+its router's listing too.
 """
 
 from __future__ import annotations
@@ -189,21 +190,31 @@ class Deleter:
                 _log_router(routes, decided[router])
         presence = self._search(accepted, by_router, listed)
 
+        def done(router: str, confirmed: Decided) -> Decided:
+            outcome = {**decided[router], **confirmed}
+            task.advance(len(confirmed))
+            # Logged as soon as known: the log is the way back when the report is lost.
+            _log_router(by_router[router], outcome)
+            return outcome
+
         def confirm(router: str) -> Decided:
             confirmed = self._confirm_accepted(router, accepted[router], presence.get(router))
             self._record(list(confirmed.values()))
-            done = {**decided[router], **confirmed}
-            task.advance(len(confirmed))
-            # Logged as soon as known: the log is the way back when the report is lost.
-            _log_router(by_router[router], done)
-            return done
+            return done(router, confirmed)
 
         # Routers the search confirmed whole need no call: done on this thread, one after
-        # the other (many threads each parsing bodies for the log only grow the heap).
+        # the other (many threads each parsing bodies for the log only grow the heap), and
+        # journaled at once: a journal write per router is an fsync per router.
         # Only the routers to be listed again take the pool.
         to_list = [r for r in accepted if not _searched_whole(accepted[r], presence.get(r))]
         listing = set(to_list)
-        final = {r: confirm(r) for r in accepted if r not in listing}
+        searched = {
+            r: self._confirm_accepted(r, accepted[r], presence.get(r))
+            for r in accepted
+            if r not in listing
+        }
+        self._record([result for confirmed in searched.values() for result in confirmed.values()])
+        final = {r: done(r, confirmed) for r, confirmed in searched.items()}
         final.update(zip(to_list, self._map(confirm, to_list), strict=True))
         return [
             (final.get(router) or decided[router])[_key(v)]
@@ -257,7 +268,10 @@ class Deleter:
             up = {_path(v) for v in by_router[router]}
             survivors[router] = [p for p in listed.get(router, ()) if p not in up]
         deleted = {r: [_path(v) for v in routes] for r, routes in accepted.items()}
-        return search_presence(self.nsx, deleted, survivors, workers=self.workers)
+        # Counted only where every deletion put up was accepted: what is left there is
+        # exactly the survivors (``confirm``).
+        whole = [r for r, routes in accepted.items() if len(routes) == len(by_router[r])]
+        return search_presence(self.nsx, deleted, survivors, countable=whole, workers=self.workers)
 
     def _confirm_accepted(
         self, router: str, accepted: Sequence[RouteVerdict], presence: Presence | None

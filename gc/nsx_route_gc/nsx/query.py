@@ -24,6 +24,8 @@ SEARCH_QUERY_MAX = 4000
 # 10,000 hits); NSX's cap is unknown, so one query never expects more results than that.
 SEARCH_RESULTS_MAX = 10_000
 SEARCH_FIELDS = "id,path,parent_path,marked_for_delete"
+# A count needs no result at all; the one result a page of one carries is kept small.
+SEARCH_COUNT_FIELDS = "path"
 # Lucene's special characters (those its QueryParser.escape escapes), and whitespace.
 _LUCENE_SPECIAL = re.compile(r'([+\-!():^\[\]"{}~*?|&/\\\s])')
 _QUERY_HEAD = "resource_type:StaticRoutes AND parent_path:("

@@ -358,7 +358,7 @@ class NsxTransport:
 
         It waits for a slot of the in-flight limit, then for a token of the bucket; the
         time on the wire alone tells the limit how slow the manager is."""
-        self._in_flight.enter()
+        ticket = self._in_flight.enter()
         status: int | None = None
         sent = 0.0
         try:
@@ -371,7 +371,7 @@ class NsxTransport:
                 status = outcome.status_code
             return outcome
         finally:
-            self._in_flight.leave(self._clock() - sent, status)
+            self._in_flight.leave(self._clock() - sent, status, ticket)
 
     def _exchange(
         self,

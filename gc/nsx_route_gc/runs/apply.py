@@ -24,7 +24,6 @@ from typing import Any
 
 import structlog
 
-from nsx_route_gc.clusters.capi import build_discovery
 from nsx_route_gc.config import Config
 from nsx_route_gc.errors import NsxError, PlanError
 from nsx_route_gc.models import Action, Plan, Route, RouteVerdict, Verdict
@@ -64,9 +63,12 @@ from nsx_route_gc.runs.frame import (
     EXIT_USAGE,
     DiscoveryFactory,
     InventoryFactory,
+    LaterClusters,
+    Logout,
     NsxFactory,
     Outcome,
     bound_run,
+    default_discovery,
     default_inventory,
     ended_without_report,
     log_summary,
@@ -137,7 +139,7 @@ def run_apply(
     batch_size: int = DEFAULT_BATCH_SIZE,
     nsx_factory: NsxFactory = NsxClient,
     inventory_factory: InventoryFactory = default_inventory,
-    discovery_factory: DiscoveryFactory = build_discovery,
+    discovery_factory: DiscoveryFactory = default_discovery,
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
     progress: Progress = NULL_PROGRESS,
@@ -160,90 +162,175 @@ def run_apply(
         saved = None
         if plan_path is not None:
             try:
-                saved = load_plan(
+                saved = _load_saved(
+                    config,
                     plan_path,
-                    nsx_host=config.nsx.host,
                     now=clock(),
                     max_age=max_plan_age,
                     allow_old=allow_old_plan,
-                    # Routers outside nsx.routers are not refused here: each such deletion
-                    # is held (out-of-scope) and reported.
-                    approved_sha256=plan_sha256,
+                    plan_sha256=plan_sha256,
+                    targets=(route_ids, router_paths),
                 )
-                saved = select(saved, route_ids, router_paths)
             except PlanError as exc:
                 log.error("plan.refused", plan=str(plan_path), error=str(exc))
                 return ended_without_report(EXIT_USAGE, str(exc), started, config)
-            log.info(
-                "plan.loaded",
-                plan=str(plan_path),
-                deletions=len(saved.deletions),
-                left_out=len(saved.left_out),
-                plan_sha256=saved.plan_sha256,
-            )
         if report_dir is None:
             log.warning("apply.no_report_dir", hint="deleted bodies are only in the logs")
-        journal: Journal | None = None
+        run = _Deletion(
+            config,
+            saved,
+            confirm=confirm,
+            report_dir=report_dir,
+            run_id=run_id,
+            batch_size=batch_size,
+            clock=clock,
+            sleep=sleep,
+            progress=progress,
+        )
         nsx = None
+        logout = Logout(None)
         try:
-            with nsx_factory(config.nsx) as nsx:
-                inventory = inventory_factory(config, progress)
-                discovery = discovery_factory(config)
-                if saved is None:
-                    scanner = Scanner(
-                        config, nsx, inventory, discovery=discovery, clock=clock, progress=progress
-                    )
-                    prepared = prepare_fresh(config, scanner)
-                else:
-                    prepared = prepare_saved(config, saved, nsx, inventory, clock, discovery)
-                proposal = propose(config, prepared, saved)
-                progress.close()  # the question must not be drawn over by the bars
-                if proposal.counts and not confirm(proposal):
-                    log.warning("apply.cancelled", routes=proposal.total)
-                    return ended_without_report(
-                        EXIT_FAILURE, "apply cancelled: nothing was deleted", started, config
-                    )
-                if report_dir is not None and prepared.candidates:
-                    journal = open_journal(report_dir, run_id, config.nsx.host, clock)
-                deleter = Deleter(
-                    nsx,
-                    allow_overwrite=config.policy.allow_overwrite,
-                    batch_size=batch_size,
-                    sleep=sleep,
-                    workers=nsx_threads(config),
-                    progress=progress,
-                    journal=journal,
+            nsx = nsx_factory(config.nsx)
+            try:
+                later = LaterClusters(
+                    lambda: inventory_factory(config, progress), lambda: discovery_factory(config)
                 )
-                results = deleter.delete(
-                    prepared.candidates, listed=search_vouchers(config, prepared)
-                )
+                run.delete(nsx, later, later)
+            finally:
+                logout = Logout(nsx)
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
-            _close(journal)
+            _close(run.journal)
+            logout.wait()
             return ended_without_report(EXIT_FAILURE, str(exc), started, config)
         except BaseException:
             # Ctrl-C or SIGTERM: the journal stays unfinished, the way back for what was sent.
-            if journal is not None:
-                log.error("apply.interrupted", journal=str(journal.path))
-            _close(journal)
+            if run.journal is not None:
+                log.error("apply.interrupted", journal=str(run.journal.path))
+            _close(run.journal)
+            logout.wait()
             raise
         finally:
             progress.close()
-        report = apply_report(
-            config,
-            prepared,
-            results,
-            saved,
-            run_id,
-            clock(),
-            batch_size,
-            approved_sha256=plan_sha256.strip().lower() if plan_sha256 else None,
-            targets=[*route_ids, *router_paths],
-        )
-        paths = _write(report, report_dir, journal, compress=compress)
+        prepared, results, journal = run.prepared, run.results, run.journal
+        if prepared is None or results is None:
+            logout.wait()
+            return ended_without_report(
+                EXIT_FAILURE, "apply cancelled: nothing was deleted", started, config
+            )
+        try:
+            report = apply_report(
+                config,
+                prepared,
+                results,
+                saved,
+                run_id,
+                clock(),
+                batch_size,
+                approved_sha256=plan_sha256.strip().lower() if plan_sha256 else None,
+                targets=[*route_ids, *router_paths],
+            )
+            paths = _write(report, report_dir, journal, compress=compress)
+        finally:
+            # The logout went on while the report was written.
+            logout.wait()
         code = EXIT_FAILURE if report["errors"] else EXIT_OK
         log_summary(report, code, started, metrics=config.metrics, nsx=nsx)
         return Outcome(code, report, paths)
+
+
+def _load_saved(
+    config: Config,
+    plan_path: Path,
+    *,
+    now: datetime,
+    max_age: timedelta,
+    allow_old: bool,
+    plan_sha256: str | None,
+    targets: tuple[Sequence[str], Sequence[str]],
+) -> SavedPlan:
+    """The saved plan, checked and narrowed to the ``--route``/``--router`` targets;
+    PlanError when refused."""
+    saved = load_plan(
+        plan_path,
+        nsx_host=config.nsx.host,
+        now=now,
+        max_age=max_age,
+        allow_old=allow_old,
+        # Routers outside nsx.routers are not refused here: each such deletion is held
+        # (out-of-scope) and reported.
+        approved_sha256=plan_sha256,
+    )
+    saved = select(saved, *targets)
+    log.info(
+        "plan.loaded",
+        plan=str(plan_path),
+        deletions=len(saved.deletions),
+        left_out=len(saved.left_out),
+        plan_sha256=saved.plan_sha256,
+    )
+    return saved
+
+
+class _Deletion:
+    """The part of an apply that needs NSX: the fresh scan, the question, the deletions.
+    What it got so far stays readable when it raises (the journal to close)."""
+
+    def __init__(
+        self,
+        config: Config,
+        saved: SavedPlan | None,
+        *,
+        confirm: Confirm,
+        report_dir: Path | None,
+        run_id: str,
+        batch_size: int,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None],
+        progress: Progress,
+    ) -> None:
+        self.config = config
+        self.saved = saved
+        self.confirm = confirm
+        self.report_dir = report_dir
+        self.run_id = run_id
+        self.batch_size = batch_size
+        self.clock = clock
+        self.sleep = sleep
+        self.progress = progress
+        self.prepared: Prepared | None = None
+        self.results: list[DeletionResult] | None = None  # None: cancelled
+        self.journal: Journal | None = None
+
+    def delete(
+        self, nsx: Any, inventory: ClusterSource, discovery: ClusterDiscovery | None
+    ) -> None:
+        config, saved, clock, progress = self.config, self.saved, self.clock, self.progress
+        if saved is None:
+            scanner = Scanner(
+                config, nsx, inventory, discovery=discovery, clock=clock, progress=progress
+            )
+            prepared = prepare_fresh(config, scanner)
+        else:
+            prepared = prepare_saved(config, saved, nsx, inventory, clock, discovery)
+        self.prepared = prepared
+        proposal = propose(config, prepared, saved)
+        progress.close()  # the question must not be drawn over by the bars
+        if proposal.counts and not self.confirm(proposal):
+            log.warning("apply.cancelled", routes=proposal.total)
+            return
+        if self.report_dir is not None and prepared.candidates:
+            self.journal = open_journal(self.report_dir, self.run_id, config.nsx.host, clock)
+        deleter = Deleter(
+            nsx,
+            allow_overwrite=config.policy.allow_overwrite,
+            batch_size=self.batch_size,
+            sleep=self.sleep,
+            workers=nsx_threads(config),
+            progress=progress,
+            journal=self.journal,
+        )
+        self.results = deleter.delete(prepared.candidates, listed=search_vouchers(config, prepared))
 
 
 def propose(config: Config, prepared: Prepared, saved: SavedPlan | None) -> Proposal:

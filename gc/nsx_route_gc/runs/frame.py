@@ -6,10 +6,12 @@ Returns outcomes; printing and exiting belong to the CLI.
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,14 +19,12 @@ from typing import Any
 
 import structlog
 
-from nsx_route_gc.clusters.capi import build_discovery
-from nsx_route_gc.clusters.inventory import Inventory
-from nsx_route_gc.config import Config, MetricsConfig, NsxSettings
+from nsx_route_gc.config import ClusterConfig, Config, MetricsConfig, NsxSettings
 from nsx_route_gc.errors import ConfigError, NsxError
 from nsx_route_gc.judge import narrow
-from nsx_route_gc.logs import register_secret
+from nsx_route_gc.logs import carry_context, register_secret
 from nsx_route_gc.metrics import MetricsError, RunMetrics, push_run_metrics
-from nsx_route_gc.models import TIER1, Action
+from nsx_route_gc.models import TIER1, Action, ClusterInventory
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.ports import ClusterDiscovery, ClusterSource
 from nsx_route_gc.progress import NULL_PROGRESS, Progress
@@ -47,7 +47,56 @@ DiscoveryFactory = Callable[[Config], ClusterDiscovery | None]
 
 
 def default_inventory(config: Config, progress: Progress = NULL_PROGRESS) -> ClusterSource:
+    # Imported here, as in default_discovery: the Kubernetes client is about half the start-up
+    # time of the process; LaterClusters imports it on the inventory's thread instead.
+    from nsx_route_gc.clusters.inventory import Inventory  # noqa: PLC0415
+
     return Inventory(max_workers=config.cluster_concurrency, progress=progress)
+
+
+def default_discovery(config: Config) -> ClusterDiscovery | None:
+    from nsx_route_gc.clusters.capi import build_discovery  # noqa: PLC0415 - see above
+
+    return build_discovery(config)
+
+
+class LaterClusters:
+    """The cluster inventory and discovery, made from their factories on a thread of their
+    own from the start: making them imports the Kubernetes client, about half the start-up
+    time of the process, which so goes on while NSX is logged in to and its Tier-1s listed.
+    No cluster is contacted before the inventory is asked for."""
+
+    def __init__(
+        self,
+        inventory: Callable[[], ClusterSource],
+        discovery: Callable[[], ClusterDiscovery | None],
+    ) -> None:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clusters")
+        self._made = pool.submit(carry_context(lambda: (inventory(), discovery())))
+        pool.shutdown(wait=False)
+
+    def inventory(self, clusters: Sequence[ClusterConfig]) -> list[ClusterInventory]:
+        return self._made.result()[0].inventory(clusters)
+
+    def discover(self, configured: Sequence[ClusterInventory]) -> list[ClusterInventory]:
+        discovery = self._made.result()[1]
+        return discovery.discover(configured) if discovery is not None else []
+
+
+class Logout:
+    """The NSX client closed on a thread of its own: its logout (session destroy) is a round
+    trip, half a second on a slow manager, that the judgement and reports need not wait for.
+    ``wait()`` before the run summary; ``Logout(None)``: nothing to close."""
+
+    def __init__(self, nsx: Any) -> None:
+        self._thread: threading.Thread | None = None
+        if nsx is not None:
+            self._thread = threading.Thread(target=carry_context(nsx.close), name="nsx-logout")
+            self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 @dataclass
@@ -142,7 +191,7 @@ def run_scan(
     detailed_exitcode: bool = False,
     nsx_factory: NsxFactory = NsxClient,
     inventory_factory: InventoryFactory = default_inventory,
-    discovery_factory: DiscoveryFactory = build_discovery,
+    discovery_factory: DiscoveryFactory = default_discovery,
     progress: Progress = NULL_PROGRESS,
     compress: bool = False,
     routers: Sequence[str] = (),
@@ -157,28 +206,35 @@ def run_scan(
     with bound_run("scan", config) as run_id:
         report = None
         nsx = None
+        logout = Logout(None)
         try:
-            with nsx_factory(config.nsx) as nsx:
-                scanner = Scanner(
-                    config,
-                    nsx,
-                    inventory_factory(config, progress),
-                    discovery=discovery_factory(config),
-                    progress=progress,
+            nsx = nsx_factory(config.nsx)
+            try:
+                later = LaterClusters(
+                    lambda: inventory_factory(config, progress), lambda: discovery_factory(config)
                 )
+                scanner = Scanner(config, nsx, later, discovery=later, progress=progress)
                 result = scanner.scan()
+            finally:
+                logout = Logout(nsx)
         except NsxError as exc:
             log.error("run.failed", error=str(exc))
+            logout.wait()
             return ended_without_report(EXIT_FAILURE, str(exc), started, config)
         finally:
             progress.close()
-        if clusters:
-            result = only_clusters(config, result, clusters)
-        report = scan_report(config, result, run_id)
-        if report_dir is not None:
-            report["apply_command"] = apply_command(config, report, report_dir, compress=compress)
-        paths = write_reports(report, report_dir, compress=compress) if report_dir else []
-        code = scan_exit_code(result, detailed_exitcode)
+        try:
+            if clusters:
+                result = only_clusters(config, result, clusters)
+            report = scan_report(config, result, run_id)
+            if report_dir is not None:
+                report["apply_command"] = apply_command(
+                    config, report, report_dir, compress=compress
+                )
+            paths = write_reports(report, report_dir, compress=compress) if report_dir else []
+            code = scan_exit_code(result, detailed_exitcode)
+        finally:
+            logout.wait()
         log_summary(report, code, started, metrics=config.metrics, nsx=nsx)
         return Outcome(code, report, paths)
 

@@ -10,16 +10,18 @@ five failures), TLS, the configured routers, and the Cluster API management clus
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
-from nsx_route_gc.clusters.capi import ManagementClientFactory, default_management_client
-from nsx_route_gc.clusters.capi_objects import list_capi_clusters
 from nsx_route_gc.clusters.kubeconfig import check_kubeconfig
 from nsx_route_gc.config import ClusterApiConfig, Config
 from nsx_route_gc.errors import KubeError, NsxAccessError, NsxError
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.runs.frame import NsxFactory
+
+if TYPE_CHECKING:
+    from nsx_route_gc.clusters.capi import ManagementClientFactory
 
 log = structlog.get_logger(__name__)
 
@@ -55,11 +57,18 @@ def run_validate(
     config: Config,
     *,
     nsx_factory: NsxFactory = NsxClient,
-    management_factory: ManagementClientFactory = default_management_client,
+    management_factory: ManagementClientFactory | None = None,
 ) -> list[Check]:
+    """``management_factory``: the Cluster API management cluster's client (None: from its
+    kubeconfig)."""
     checks = [Check("configuration", True, config.source), *file_checks(config)]
     checks += _nsx_checks(config, nsx_factory)
     if config.cluster_api is not None:
+        if management_factory is None:
+            # Imported here: the Kubernetes client is not needed at start-up (kubeconfig).
+            from nsx_route_gc.clusters.capi import default_management_client  # noqa: PLC0415
+
+            management_factory = default_management_client
         checks.append(_capi_check(config.cluster_api, management_factory))
     for check in checks:
         log.info("validate.check", subject=check.subject, ok=check.ok, detail=check.detail)
@@ -97,6 +106,8 @@ def _who(config: Config) -> str:
 
 
 def _capi_check(capi: ClusterApiConfig, factory: ManagementClientFactory) -> Check:
+    from nsx_route_gc.clusters.capi_objects import list_capi_clusters  # noqa: PLC0415 - lazy
+
     try:
         api = factory(capi)
         try:

@@ -127,6 +127,9 @@ class NsxState:
         # (router, route id) -> (the route's version, its rendered JSON); see route_json.
         self._rendered: dict[tuple[str, str], tuple[tuple[int, int, int], bytes]] = {}
         self.search_cache: dict[tuple[str, str], tuple[int, list[tuple[str, str]]]] = {}
+        # A search index that lags behind writes: router -> routes as last indexed, frozen
+        # by freeze_search_index; None: search sees every write at once.
+        self.search_index: dict[str, dict[str, StoredRoute]] | None = None
         self._serial = 0
         # Knobs.
         self.latency = 0.0  # seconds added to every request
@@ -260,6 +263,27 @@ class NsxState:
             removed = self.tier1s[router].remove(route_id) is not None
             self.generation += 1
             return removed
+
+    def freeze_search_index(self) -> None:
+        """From now on search answers from the routes as they are now (a stale index: later
+        deletions still found, later creations not), until thaw_search_index."""
+        with self.lock:
+            self.search_index = {p: dict(t.routes) for p, t in self.tier1s.items()}
+            self.search_cache = {}
+
+    def unindex_route(self, router: str, route_id: str) -> None:
+        """The frozen index loses a route NSX still has (an index being rebuilt)."""
+        with self.lock:
+            if self.search_index is None:
+                self.freeze_search_index()
+            index = self.search_index or {}
+            index[router].pop(route_id, None)
+            self.search_cache = {}
+
+    def thaw_search_index(self) -> None:
+        with self.lock:
+            self.search_index = None
+            self.search_cache = {}
 
     # -- knobs and failures -------------------------------------------------------------
 

@@ -8,7 +8,9 @@ flattened index does. Results are sorted by path and paged with a cursor; defaul
 unless ``context=projects:/orgs/default/projects/p1`` names projects by their full paths
 (comma-separated); a bare project id is refused with 400. ``included_fields=a,b`` keeps only those
 top-level fields of each result. ``result_count`` is on the first page only (as NSX
-documents it) unless ``search_count_every_page`` is set.
+documents it; terraform-provider-nsxt ``nsxt/policy_search.go`` ``searchLM`` reads it there
+as the total of all pages) unless ``search_count_every_page`` is set. ``freeze_search_index``
+makes the index lag: it answers from the routes as they were when frozen.
 """
 
 from __future__ import annotations
@@ -131,19 +133,20 @@ def _matching_paths(state: NsxState, query: str, context: str) -> list[tuple[str
     cached = state.search_cache.get(key)
     if cached is not None and cached[0] == state.generation:
         return cached[1]
+    indexed = _indexed(state)
     terms = _terms(query)
     # The parent is the router: those terms are decided once per router, not per route.
     by_router = [values for name, values in terms if name == "parent_path"]
     by_route = [(_FIELDS[name], values) for name, values in terms if name != "parent_path"]
     projects = _context_projects(context)
     found = []
-    for router, tier1 in state.tier1s.items():
+    for router, routes in indexed.items():
         project = router.split("/")[4] if router.startswith("/orgs/") else None
         if project is not None and project not in projects:
             continue
         if not all(_matches(values, (router,)) for values in by_router):
             continue
-        for route in tier1.routes.values():
+        for route in routes.values():
             if all(_matches(values, f(router, route)) for f, values in by_route):
                 found.append((f"{router}/static-routes/{route.id}", router))
     found.sort()
@@ -151,6 +154,13 @@ def _matching_paths(state: NsxState, query: str, context: str) -> list[tuple[str
     state.search_cache = {k: v for k, v in state.search_cache.items() if v[0] == state.generation}
     state.search_cache[key] = (state.generation, found)
     return found
+
+
+def _indexed(state: NsxState) -> dict[str, dict[str, StoredRoute]]:
+    """Router -> routes, as the index holds them: frozen (lagging), or every write seen."""
+    if state.search_index is not None:
+        return state.search_index
+    return {router: tier1.routes for router, tier1 in state.tier1s.items()}
 
 
 def _context_projects(context: str) -> set[str]:
@@ -177,8 +187,9 @@ def search(state: NsxState, query: dict[str, str], page_size: int) -> dict[str, 
         start = 0 if after is None else bisect.bisect_right(found, after, key=lambda f: f[0])
         chunk = found[start : start + page_size]
         results = []
+        indexed = _indexed(state)
         for path, router in chunk:
-            route = state.tier1s[router].routes.get(path.rsplit("/", 1)[1])
+            route = indexed.get(router, {}).get(path.rsplit("/", 1)[1])
             if route is not None:
                 obj = render_route(router, route)
                 results.append({f: obj[f] for f in fields if f in obj} if fields else obj)
