@@ -32,10 +32,12 @@ class Recording(NsxClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sent: list[dict[str, list[str]]] = []
+        self.overwrite: list[bool] = []
         self.journaled_before: list[bool] = []
 
     def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
         self.sent.append({r: [x.id for x in listed] for r, listed in routes.items()})
+        self.overwrite.append(bool(kw.get("allow_overwrite")))
         ids = {(r.router_path, r.id) for listed in routes.values() for r in listed}
         self.journaled_before.append(ids <= self.journal.recorded)
         super().hierarchical_delete(routes, **kw)
@@ -58,9 +60,19 @@ class Journal:
 
 
 @contextmanager
-def simulated(routers: Sequence[str]) -> Iterator[tuple[Simulator, Recording, Journal]]:
+def simulated(
+    routers: Sequence[str], protected: Mapping[str, str] | None = None
+) -> Iterator[tuple[Simulator, Recording, Journal]]:
+    """Four routes a router (r0..r3); ``protected``: route id -> its ``_protection``."""
+    marks = protected or {}
     routes = [
-        SimRoute(router, f"r{i}", f"10.{n}.{i}.0/24", ("172.16.128.9",))
+        SimRoute(
+            router,
+            f"r{i}",
+            f"10.{n}.{i}.0/24",
+            ("172.16.128.9",),
+            protection=marks.get(f"r{i}", "NOT_PROTECTED"),
+        )
         for n, router in enumerate(routers)
         for i in range(4)
     ]
@@ -178,3 +190,30 @@ def test_routes_that_need_the_overwrite_header_go_in_batches_of_their_own() -> N
     ]
     plain = Deleter(unused, allow_overwrite=False, batch_size=3)
     assert [len(b) for b in plain.batches(up)] == [3, 1]
+
+
+def test_x_allow_overwrite_goes_only_with_the_batches_that_need_it() -> None:
+    """policy.allow_overwrite lets the tool delete what a principal (the CCM's) marked
+    REQUIRE_OVERRIDE: only the batches holding such routes carry X-Allow-Overwrite, and NSX
+    takes them at once; every other batch goes without, so it can never override what
+    nobody meant it to."""
+    routers = ROUTERS[:2]
+    with simulated(routers, protected={"r1": REQUIRE_OVERRIDE}) as (sim, nsx, journal):
+        up = candidates(nsx, routers, per_router=4)
+        sim.nsx.reset_counters()
+        overwriting = Deleter(
+            nsx, allow_overwrite=True, batch_size=1000, sleep=no_sleep, journal=journal
+        )
+
+        results = overwriting.delete(up)
+
+        assert {r.verdict.action for r in results} == {Action.DELETED}
+        assert sim.nsx.route_count() == 0
+        assert sim.nsx.counters["nsx_delete"] == 0  # no batch was refused and split
+        with_header = [
+            sorted(i for ids in sent.values() for i in ids)
+            for sent, overwrite in zip(nsx.sent, nsx.overwrite, strict=True)
+            if overwrite
+        ]
+        assert with_header == [["r1", "r1"]]
+        assert nsx.overwrite.count(False) == len(nsx.sent) - 1 >= 1

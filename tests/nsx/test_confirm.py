@@ -232,6 +232,7 @@ def test_a_route_the_search_still_shows_is_confirmed_by_listing_its_router() -> 
         assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 2, "nsx_list_routes": 4}
         shown = [e for e in logs if e["event"] == "router.confirm_search_shows"]
         assert sorted((e["router"], e["routes"]) for e in shown) == [(r, 2) for r in ROUTERS]
+        assert {e["fallback"] for e in shown} == {"listing"}
         assert notes(results) == {NOTE_DELETED}
 
 

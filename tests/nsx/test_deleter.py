@@ -7,14 +7,17 @@ in test_client.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from factories import T1, ccm_route
-from nsx_route_gc.errors import NsxError
+from nsx_route_gc.errors import NsxApiError, NsxError
 from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict
 from nsx_route_gc.nsx.confirm import Presence
-from nsx_route_gc.nsx.deleter import Deleter
+from nsx_route_gc.nsx.deleter import NOTE_MARKED, Deleter
+from nsx_route_gc.nsx.deleter import REQUIRE_OVERRIDE as REQUIRE
 
 UID = "5c2a4b38-2f56-4a8e-9c0b-6a1d2e3f4a5b"
 T0_ROUTE_DIR = "/infra/tier-0s/t0/static-routes/"
@@ -91,3 +94,143 @@ def test_a_reread_that_claims_another_home_is_held() -> None:
     (result,) = deleter(nsx).delete([candidate(judged)])
     assert result.verdict.action is Action.HELD
     assert not any(call == "delete" for call, _ in nsx.calls)
+
+
+UIDS = [f"{n:08d}-2f56-4a8e-9c0b-6a1d2e3f4a5b" for n in range(4)]
+
+
+def marked_for_delete(route: Route) -> Route:
+    """``route`` as NSX shows it while deleting it: marked_for_delete, still listed."""
+    body = dict(route.nsx_object or {})
+    body["marked_for_delete"] = True
+    return Route(
+        route.router_path,
+        route.id,
+        route.path,
+        route.network,
+        route.next_hops,
+        route.tags,
+        route.create_time_ms,
+        route.revision,
+        route.protection,
+        route.display_name,
+        json.dumps(body),
+    )
+
+
+class Journal:
+    """A DeletionJournal that keeps every record: (batch, route id, outcome, why)."""
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[str, list[str]]] = []
+        self.outcomes: list[tuple[int, str, str, str | None]] = []
+
+    def sending(self, routes: Sequence[Route], *, via: str) -> int:
+        self.sends.append((via, [r.id for r in routes]))
+        return len(self.sends)
+
+    def outcome(self, batch: int, outcomes: Sequence[tuple[Route, str, str | None]]) -> None:
+        self.outcomes.extend((batch, r.id, what, why) for r, what, why in outcomes)
+
+
+def test_the_journal_tells_what_this_tool_deleted_from_what_nsx_had_lost_or_kept() -> None:
+    """restore --from a journal gives back only what this tool deleted. So the journal says,
+    per route and under the number of the batch it went in: deleted; gone (NSX no longer had
+    it, or was deleting it already, when it was read again); held-changed (it changed since
+    it was judged, not deleted)."""
+    deleted, lost, deleting, changed = (
+        ccm_route(uid, f"172.16.{n}.0/24", "10.0.9.9") for n, uid in enumerate(UIDS)
+    )
+    nsx = FakeNsx([deleted, marked_for_delete(deleting), replace(changed, revision=3)])
+    journal = Journal()
+    results = Deleter(nsx, allow_overwrite=False, sleep=lambda _s: None, journal=journal).delete(
+        [candidate(r) for r in (deleted, lost, deleting, changed)]
+    )
+
+    notes = {r.verdict.route.id: r.note for r in results}
+    assert all(str(notes[r.id]).startswith("already-gone") for r in (lost, deleting))
+    assert not any(call == "delete" and deleting.id in path for call, path in nsx.calls)
+    assert journal.sends == [
+        ("hierarchical", [r.id for r in (deleted, lost, deleting, changed)]),
+        ("delete", [deleted.id]),
+    ]
+    last = {rid: (batch, what) for batch, rid, what, _ in journal.outcomes}
+    assert last == {
+        deleted.id: (2, "deleted"),
+        lost.id: (1, "gone"),
+        deleting.id: (1, "gone"),
+        changed.id: (1, "held-changed"),
+    }
+
+
+def test_a_reread_whose_network_is_no_longer_a_network_is_held() -> None:
+    judged = ccm_route(UID, "172.16.137.0/24", "10.0.9.9")
+    nsx = FakeNsx([replace(judged, network="not-a-network")])
+    (result,) = deleter(nsx).delete([candidate(judged)])
+    assert result.verdict.action is Action.HELD
+    assert not any(call == "delete" for call, _ in nsx.calls)
+
+
+class Answering404(FakeNsx):
+    """The DELETE finds nothing (404) although the re-read just before found the route."""
+
+    def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
+        self.calls.append(("delete", route_path))
+        self.store.pop(route_path, None)
+        return False
+
+
+class MarkingOnly(FakeNsx):
+    """NSX takes the DELETE and keeps the route, marked_for_delete, until it is realized."""
+
+    def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
+        self.calls.append(("delete", route_path))
+        self.store[route_path] = marked_for_delete(self.store[route_path])
+        return True
+
+
+class Conflicting(FakeNsx):
+    """The DELETE is refused as a revision conflict (412); the route is then read marked."""
+
+    def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
+        self.calls.append(("delete", route_path))
+        self.store[route_path] = marked_for_delete(self.store[route_path])
+        raise NsxApiError("DELETE", route_path, 412)
+
+
+def test_what_a_single_delete_ends_in_is_noted_from_what_nsx_shows() -> None:
+    """A 404 to the DELETE is noted already-gone (this tool did not delete it, restore will
+    not recreate it); a route NSX keeps marked_for_delete, after the DELETE or after refusing
+    it as changed, counts as deleted and says so."""
+    route = ccm_route(UID, "172.16.137.0/24", "10.0.9.9")
+    outcomes: dict[str, Any] = {}
+    for name, fake in (("404", Answering404), ("marked", MarkingOnly), ("412", Conflicting)):
+        (result,) = deleter(fake([route])).delete([candidate(route)])
+        outcomes[name] = (result.verdict.action, result.note)
+    assert outcomes["404"][0] is Action.DELETED
+    assert str(outcomes["404"][1]).startswith("already-gone: NSX answered 404")
+    assert outcomes["marked"] == (Action.DELETED, NOTE_MARKED)
+    assert outcomes["412"] == (Action.DELETED, NOTE_MARKED)
+
+
+class RecordingOverwrite(FakeNsx):
+    def __init__(self, routes: Sequence[Route]) -> None:
+        super().__init__(routes)
+        self.overwrite: dict[str, bool] = {}
+
+    def delete_route(self, route_path: str, *, allow_overwrite: bool = False) -> bool:
+        self.overwrite[route_path.rsplit("/", 1)[1]] = allow_overwrite
+        return super().delete_route(route_path, allow_overwrite=allow_overwrite)
+
+
+def test_a_single_delete_overrides_only_a_route_a_principal_protects() -> None:
+    """With policy.allow_overwrite, X-Allow-Overwrite goes with the DELETE of a route marked
+    REQUIRE_OVERRIDE, never with that of an ordinary route."""
+    plain = ccm_route(UIDS[0], "172.16.10.0/24", "10.0.9.9")
+    guarded = replace(ccm_route(UIDS[1], "172.16.11.0/24", "10.0.9.9"), protection=REQUIRE)
+    nsx = RecordingOverwrite([plain, guarded])
+    results = Deleter(nsx, allow_overwrite=True, sleep=lambda _s: None).delete(
+        [candidate(plain), candidate(guarded)]
+    )
+    assert {r.verdict.action for r in results} == {Action.DELETED}
+    assert nsx.overwrite == {plain.id: False, guarded.id: True}

@@ -995,10 +995,15 @@ def test_when_the_confirming_listing_fails_each_route_is_read_instead(tmp_path: 
                 return super().list_routes(router_path)
 
         env.sim.nsx.reset_counters()
-        outcome = env.apply(nsx_factory=lambda s: FailingList(s, sleep=lambda _: None))
+        with capture_logs() as logs:
+            outcome = env.apply(nsx_factory=lambda s: FailingList(s, sleep=lambda _: None))
         assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
         assert {rows(outcome)[rid]["note"] for rid in CL1_IDS} == {"deleted: confirmed gone"}
         assert env.sim.nsx.counters["nsx_get"] == 3
+        failed = [
+            (e["router"], e["error"]) for e in logs if e["event"] == "router.confirm_list_failed"
+        ]
+        assert failed == [(T1, f"GET {T1}: 503 Service Unavailable")]
 
 
 def test_a_deletion_is_confirmed_by_a_later_read_when_the_first_fails() -> None:
