@@ -72,6 +72,16 @@ CASES = [
         missing=("fd00:10:244:1::/64",),
     ),
     Case(
+        "a route id spelling the network another way (host bits, long IPv6) counts",
+        nodes=(node(cidrs=("172.16.144.0/24", "fd00:10:244:1::/64")),),
+        routes={T1: [route(cidr="172.16.144.7/24"), route(cidr="fd00:10:244:1:0:0:0:0/64")]},
+    ),
+    Case(
+        "a route of the node's id for a neighbouring network does not count",
+        routes={T1: [route(cidr="172.16.145.0/24"), route(cidr="172.16.144.0/25")]},
+        missing=("172.16.144.0/24",),
+    ),
+    Case(
         "a node younger than the grace period: not yet",
         nodes=(node(created=NOW - timedelta(minutes=5)),),
     ),
