@@ -201,6 +201,27 @@ def test_a_missing_route_names_node_router_and_age() -> None:
     assert missing.created == OLD
 
 
+def test_clusters_sharing_a_router_are_each_checked_against_all_its_routes() -> None:
+    # Clusters interleaved over two routers: each router's routes count for every cluster
+    # writing to it, whichever comes first or last.
+    uid3, uid4 = UID.replace("0b5e", "3a3a"), UID.replace("0b5e", "4b4b")
+    clusters = [
+        ClusterInventory("a", "config", ClusterStatus.OK, (node(UID),), ccm=settings(T1)),
+        ClusterInventory("b", "config", ClusterStatus.OK, (node(uid3),), ccm=settings(T2)),
+        ClusterInventory("c", "config", ClusterStatus.OK, (node(UID2),), ccm=settings(T1)),
+        ClusterInventory("d", "config", ClusterStatus.OK, (node(uid4),), ccm=settings(T1)),
+    ]
+    routers = (
+        RouterListing(T1, (route(UID), route(uid4), route(uid3))),
+        RouterListing(T2, (route(UID2, router=T2),)),
+    )
+    plan = place(Plan(routers, tuple(clusters), ()), nsx_host=HOST, now=NOW, min_age=MIN_AGE)
+    assert [(m.cluster, m.uid, m.expected_router) for m in plan.missing] == [
+        ("b", uid3, T2),
+        ("c", UID2, T1),
+    ]
+
+
 def test_flags_already_set_by_discovery_are_kept_and_retired_clusters_get_flags_too() -> None:
     retired = ClusterInventory(
         "gone",

@@ -277,7 +277,7 @@ def test_registered_secrets_never_reach_the_report_files(tmp_path: Path) -> None
 
 
 def test_report_md_is_scrubbed_in_whole_lines_whatever_its_length() -> None:
-    # report.md of 100,000 routes is written a megabyte of lines at a time: a secret on any
+    # report.md of 100,000 routes is written many lines at a time: a secret on any
     # line, the first, the last or one at a write's edge, is scrubbed all the same.
     secret = "md-canary-s3cret"
     logs.register_secret(secret)

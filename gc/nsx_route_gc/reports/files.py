@@ -292,8 +292,9 @@ def to_csv(report: dict[str, Any]) -> str:
 _ROWS_PER_WRITE = 256
 
 
-# Characters of report.md per write (whole lines): about what _ROWS_PER_WRITE rows are.
-_CHUNK_CHARS = 1 << 20
+# Characters of report.md per write (whole lines): enough for the automaton's one pass to
+# cost little per line, little enough to hold beside a run's 100,000 routes.
+_CHUNK_CHARS = 1 << 16
 
 
 class _Writer(Protocol):
@@ -312,8 +313,8 @@ class _Scrubbing:
         return self._out.write(scrub(text))
 
     def writelines(self, lines: Iterable[str], /) -> None:
-        # Whole lines, gathered to about a megabyte a write: report.md's 100,000s of short
-        # lines scrubbed one by one cost a second at 100,000 routes.
+        # Whole lines, gathered to _CHUNK_CHARS a write: report.md's 100,000s of short lines
+        # scrubbed one by one cost a second at 100,000 routes.
         chunk: list[str] = []
         size = 0
         for line in lines:
