@@ -164,7 +164,7 @@ def _missing(
 
 def _cidr_key(cidr: str) -> NetKey | str:
     # The network as judgement keys it (equal exactly when ipaddress's networks are, without
-    # ipaddress for plain IPv4: parsing 100,000 route ids with ipaddress took a second); the
+    # ipaddress for plain IPv4: keying 100,000 route ids with ipaddress took 0.8 s); the
     # text itself when it is no network.
     key = network_key(cidr)
     return cidr if key is None else key

@@ -313,8 +313,8 @@ class _Scrubbing:
         return self._out.write(scrub(text))
 
     def writelines(self, lines: Iterable[str], /) -> None:
-        # Whole lines, gathered to _CHUNK_CHARS a write: report.md's 100,000s of short lines
-        # scrubbed one by one cost a second at 100,000 routes.
+        # Whole lines, gathered to _CHUNK_CHARS a write: report.md's 13,000 lines at 100,000
+        # routes, each scrubbed on its own (a Python check per line), cost 0.4 s of CPU.
         chunk: list[str] = []
         size = 0
         for line in lines:

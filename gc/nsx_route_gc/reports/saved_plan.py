@@ -353,7 +353,7 @@ def restore_sha256(nsx_host: str, deleted: Iterable[tuple[str, str, object]]) ->
 
     The digest of ``json.dumps({"deleted": [[router, id, body as sorted compact JSON], ...]
     sorted, "nsx_host": host}, sort_keys=True)``, hashed a route at a time: the document of
-    10,000 deletions made whole (and encoded) was the peak of an apply's memory, 25 MB over
+    10,000 deletions made whole (and encoded) was the peak of an apply's memory, 23 MB over
     the rest."""
     rows = sorted(
         [router, rid, json.dumps(obj, sort_keys=True, separators=(",", ":"))]
