@@ -72,6 +72,16 @@ CASES = [
         missing=("fd00:10:244:1::/64",),
     ),
     Case(
+        "a route id spelling the network another way (host bits, long IPv6) counts",
+        nodes=(node(cidrs=("172.16.144.0/24", "fd00:10:244:1::/64")),),
+        routes={T1: [route(cidr="172.16.144.7/24"), route(cidr="fd00:10:244:1:0:0:0:0/64")]},
+    ),
+    Case(
+        "a route of the node's id for a neighbouring network does not count",
+        routes={T1: [route(cidr="172.16.145.0/24"), route(cidr="172.16.144.0/25")]},
+        missing=("172.16.144.0/24",),
+    ),
+    Case(
         "a node younger than the grace period: not yet",
         nodes=(node(created=NOW - timedelta(minutes=5)),),
     ),
@@ -189,6 +199,27 @@ def test_a_missing_route_names_node_router_and_age() -> None:
     )
     assert missing.age == timedelta(days=2)
     assert missing.created == OLD
+
+
+def test_clusters_sharing_a_router_are_each_checked_against_all_its_routes() -> None:
+    # Clusters interleaved over two routers: each router's routes count for every cluster
+    # writing to it, whichever comes first or last.
+    uid3, uid4 = UID.replace("0b5e", "3a3a"), UID.replace("0b5e", "4b4b")
+    clusters = [
+        ClusterInventory("a", "config", ClusterStatus.OK, (node(UID),), ccm=settings(T1)),
+        ClusterInventory("b", "config", ClusterStatus.OK, (node(uid3),), ccm=settings(T2)),
+        ClusterInventory("c", "config", ClusterStatus.OK, (node(UID2),), ccm=settings(T1)),
+        ClusterInventory("d", "config", ClusterStatus.OK, (node(uid4),), ccm=settings(T1)),
+    ]
+    routers = (
+        RouterListing(T1, (route(UID), route(uid4), route(uid3))),
+        RouterListing(T2, (route(UID2, router=T2),)),
+    )
+    plan = place(Plan(routers, tuple(clusters), ()), nsx_host=HOST, now=NOW, min_age=MIN_AGE)
+    assert [(m.cluster, m.uid, m.expected_router) for m in plan.missing] == [
+        ("b", uid3, T2),
+        ("c", UID2, T1),
+    ]
 
 
 def test_flags_already_set_by_discovery_are_kept_and_retired_clusters_get_flags_too() -> None:

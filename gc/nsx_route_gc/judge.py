@@ -48,9 +48,8 @@ NetKey = tuple[int, int, int]
 _BITS = {4: 32, 6: 128}
 
 
-@functools.lru_cache(maxsize=1 << 18)
-def _net(text: str) -> NetKey | None:
-    # Cached: each network is looked at by several rules (and node CIDRs by every route).
+def network_key(text: str) -> NetKey | None:
+    """A network's key, None when ipaddress refuses the text (placement keys routes with it)."""
     fast = _ipv4_key(text)
     if fast is not None:
         return fast
@@ -59,6 +58,10 @@ def _net(text: str) -> NetKey | None:
     except ValueError:
         return None
     return (net.version, int(net.network_address), net.prefixlen)
+
+
+# Cached: each network is looked at by several rules (and node CIDRs by every route).
+_net = functools.lru_cache(maxsize=1 << 18)(network_key)
 
 
 def _ipv4_key(text: str) -> NetKey | None:

@@ -20,6 +20,7 @@ from factories import NOW, T1, ccm_route, foreign_route
 from nsx_route_gc import logs
 from nsx_route_gc.judge import judge
 from nsx_route_gc.models import Action, Plan, Policy, Route, RouterListing, RouteVerdict, Verdict
+from nsx_route_gc.reports import files as files_module
 from nsx_route_gc.reports import rows as report_module
 from nsx_route_gc.reports.files import to_csv, to_json, write_reports
 from nsx_route_gc.reports.render import census, to_markdown, to_terminal
@@ -273,3 +274,24 @@ def test_registered_secrets_never_reach_the_report_files(tmp_path: Path) -> None
         for form in (password, quoted, token):
             assert form not in text, path.name
         assert "***" in text, path.name
+
+
+def test_report_md_is_scrubbed_in_whole_lines_whatever_its_length() -> None:
+    # report.md of 100,000 routes is written many lines at a time: a secret on any
+    # line, the first, the last or one at a write's edge, is scrubbed all the same.
+    secret = "md-canary-s3cret"
+    logs.register_secret(secret)
+    lines = [f"| row {i} | {secret if i % 997 == 0 else 'plain'} |\n" for i in range(60_000)]
+    lines[-1] = f"last {secret}\n"
+    writes: list[str] = []
+
+    class Out(io.StringIO):
+        def write(self, text: str, /) -> int:
+            writes.append(text)
+            return super().write(text)
+
+    out = Out()
+    files_module._Scrubbing(out).writelines(lines)
+    assert out.getvalue() == "".join(lines).replace(secret, "***")
+    assert len(writes) > 1
+    assert all(w.endswith("\n") for w in writes)

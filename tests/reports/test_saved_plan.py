@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -248,3 +249,35 @@ def test_the_approved_sha256_must_be_the_plans(tmp_path: Path) -> None:
         load(path, approved_sha256="0" * 64)
     with pytest.raises(PlanError, match="is not a SHA-256"):
         load(path, approved_sha256="abc")
+
+
+def _whole_document_digest(nsx_host: str, deleted: list[tuple[str, str, object]]) -> str:
+    """restore_sha256 as first defined: the whole document dumped, then hashed."""
+    body = {
+        "nsx_host": nsx_host,
+        "deleted": sorted(
+            [router, rid, json.dumps(obj, sort_keys=True, separators=(",", ":"))]
+            for router, rid, obj in deleted
+        ),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "deleted",
+    [
+        [],
+        [(T1, "r1", {"id": "r1", "network": "10.0.0.0/24"})],
+        [
+            (T1, "r2", {"id": "r2", "display_name": "ünïcødé ☃", "tags": [{"a": 'b\\n"'}]}),
+            (T1, "r1", {"z": 1, "a": [1.5, None, True]}),
+            ("/infra/tier-1s/a", "r9", {}),
+            (T1, "r1", {"a": 0}),  # the same route twice: its bodies decide the order
+        ],
+    ],
+)
+def test_restore_digest_hashed_a_route_at_a_time_is_the_whole_documents(
+    deleted: list[tuple[str, str, object]],
+) -> None:
+    for host in ("nsx.example.com", "nsx-ü.example"):
+        assert saved_plan.restore_sha256(host, deleted) == _whole_document_digest(host, deleted)
