@@ -3,15 +3,19 @@ simulator, and how candidates are cut into batches (a pure step)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+from structlog.testing import capture_logs
 
 from factories import ccm_route
 from nsx_route_gc.config import NsxSettings, Secret
 from nsx_route_gc.models import Action, Route, RouteVerdict, Verdict
 from nsx_route_gc.nsx.client import NsxClient
-from nsx_route_gc.nsx.deleter import REQUIRE_OVERRIDE, Deleter
+from nsx_route_gc.nsx.deleter import REQUIRE_OVERRIDE, ROUTES_IN_FLIGHT, Deleter
 from nsx_route_gc.simulator import Scenario, SimRoute, Simulator
 
 ROUTERS = [f"/infra/tier-1s/t1-{n}" for n in range(4)]
@@ -49,19 +53,28 @@ class Journal:
     def __init__(self) -> None:
         self.recorded: set[tuple[str, str]] = set()
         self.sends: list[tuple[str, int]] = []
+        self.batch_of: dict[tuple[str, str], int] = {}
+        # (batch, router, route id, outcome), in the order recorded
+        self.outcomes: list[tuple[int, str, str, str]] = []
 
     def sending(self, routes: Sequence[Route], *, via: str) -> int:
         self.recorded.update((r.router_path, r.id) for r in routes)
         self.sends.append((via, len(routes)))
+        self.batch_of.update(((r.router_path, r.id), len(self.sends)) for r in routes)
         return len(self.sends)
 
     def outcome(self, batch: int, outcomes: Sequence[tuple[Route, str, str | None]]) -> None:
-        return None
+        self.outcomes.extend((batch, r.router_path, r.id, what) for r, what, _why in outcomes)
+
+    def story(self, router: str, route_id: str) -> list[tuple[int, str]]:
+        return [(b, what) for b, r, i, what in self.outcomes if (r, i) == (router, route_id)]
 
 
 @contextmanager
 def simulated(
-    routers: Sequence[str], protected: Mapping[str, str] | None = None
+    routers: Sequence[str],
+    protected: Mapping[str, str] | None = None,
+    client: type[Recording] | None = None,
 ) -> Iterator[tuple[Simulator, Recording, Journal]]:
     """Four routes a router (r0..r3); ``protected``: route id -> its ``_protection``."""
     marks = protected or {}
@@ -85,7 +98,7 @@ def simulated(
             ca_file=sim.ca_pem_path,
         )
         journal = Journal()
-        with Recording(settings, sleep=no_sleep) as nsx:
+        with (client or Recording)(settings, sleep=no_sleep) as nsx:
             nsx.journal = journal
             yield sim, nsx, journal
 
@@ -154,6 +167,26 @@ def test_a_refused_batch_goes_one_by_one_and_holds_back_no_other_batch() -> None
 
         by_id = {(r.verdict.route.router_path, r.verdict.route.id): r for r in results}
         assert by_id[(changed.router_path, changed.id)].verdict.action is Action.HELD
+        # The journal: the refused batch's routes "refused" under its number, then each
+        # one's own end; the accepted batches' routes "deleted" then confirmed, under theirs.
+        refused_batch = journal.batch_of[(changed.router_path, changed.id)]
+        assert journal.story(changed.router_path, changed.id) == [
+            (refused_batch, "refused"),
+            (refused_batch, "held-changed"),
+        ]
+        for v in up:
+            key = (v.route.router_path, v.route.id)
+            story = journal.story(*key)
+            if key == (changed.router_path, changed.id):
+                continue
+            if story[0] == (refused_batch, "refused"):
+                assert (
+                    story[1:]
+                    == [(journal.batch_of[key], "deleted")]
+                    != [(refused_batch, "deleted")]
+                )
+            else:
+                assert story == [(journal.batch_of[key], "deleted")] * 2
         assert [r.verdict.action for r in results].count(Action.DELETED) == 7
         assert sim.nsx.counters["nsx_hierarchical"] == 2
         # Only the refused batch's other three routes went one by one.
@@ -217,3 +250,96 @@ def test_x_allow_overwrite_goes_only_with_the_batches_that_need_it() -> None:
         ]
         assert with_header == [["r1", "r1"]]
         assert nsx.overwrite.count(False) == len(nsx.sent) - 1 >= 1
+
+
+class Counting:
+    """A Progress that keeps each task's name, total and what it was advanced by."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, list[int | None]] = {}
+
+    def task(self, name: str, total: int | None = None) -> Any:
+        counts = self.tasks.setdefault(name, [total, 0])
+
+        class Task:
+            def advance(self, amount: int = 1) -> None:
+                counts[1] = (counts[1] or 0) + amount
+
+        return Task()
+
+    def close(self) -> None:
+        return None
+
+
+def test_the_operator_sees_each_router_and_batch_in_the_log_and_the_deletions_counted() -> None:
+    with simulated(ROUTERS[:2]) as (sim, nsx, journal):
+        up = candidates(nsx, ROUTERS[:2], per_router=4)
+        changed = up[0].route
+        sim.nsx.bump_revision(changed.router_path, changed.id)  # the first batch is refused
+        progress = Counting()
+        with capture_logs() as logs:
+            Deleter(
+                nsx,
+                allow_overwrite=False,
+                batch_size=4,
+                sleep=no_sleep,
+                journal=journal,
+                progress=progress,
+            ).delete(up)
+
+    assert progress.tasks == {"deletions done": [8, 8]}
+    events = {e["event"]: e for e in logs}
+    assert [(e["router"], e["routes"]) for e in logs if e["event"] == "router.deleting"] == [
+        (ROUTERS[0], 4),
+        (ROUTERS[1], 4),
+    ]
+    rejected = events["routes.batch_rejected"]
+    assert (rejected["routers"], rejected["router"], rejected["routes"]) == (1, ROUTERS[0], 4)
+    assert rejected["revision_conflict"] is True
+    assert rejected["fallback"] == "one by one"
+    assert "412" in rejected["error"]
+    assert (
+        events["routes.batch_accepted"]["routers"],
+        events["routes.batch_accepted"]["routes"],
+    ) == (1, 4)
+
+
+class Overlapping(Recording):
+    """Counts the hierarchical deletes in flight at once (each takes a moment)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(0.05)
+        try:
+            super().hierarchical_delete(routes, **kw)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_no_more_than_routes_in_flight_of_batches_are_sent_at_once() -> None:
+    """Memory and the manager's patience both bound what is sent at once: batches of two
+    fifths of ROUTES_IN_FLIGHT go two at a time (a third would pass the bound), however many
+    workers the deleter has."""
+    projects = [f"/orgs/default/projects/p{n}/infra/tier-1s/t1" for n in range(6)]
+    with simulated(projects, client=Overlapping) as (sim, nsx, journal):
+        assert isinstance(nsx, Overlapping)
+        up = candidates(nsx, projects, per_router=1)  # a batch per project: never mixed
+        Deleter(
+            nsx,
+            allow_overwrite=False,
+            batch_size=ROUTES_IN_FLIGHT * 2 // 5,
+            sleep=no_sleep,
+            workers=8,
+            journal=journal,
+        ).delete(up)
+        assert sim.nsx.route_count() == 18
+        assert nsx.peak == 2
