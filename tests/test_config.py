@@ -197,6 +197,7 @@ def test_defaults(tmp_path: Path) -> None:
         ("max_concurrency: 39", (8, 39)),
         ("concurrency: 36", (36, 36)),  # the maximum follows a start above its default
         ("concurrency: 4, max_concurrency: 4", (4, 4)),
+        ("concurrency: 1, max_concurrency: 1", (1, 1)),  # one call at a time, the slowest
     ],
 )
 def test_concurrency_and_its_maximum(tmp_path: Path, keys: str, expected: tuple[int, int]) -> None:
