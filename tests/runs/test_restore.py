@@ -881,4 +881,5 @@ def test_a_log_naming_a_router_outside_the_configured_routers_is_refused(tmp_pat
         assert env.route_ids().isdisjoint(CL1_IDS)
     assert outcome.exit_code == 2
     assert outcome.error is not None
+    assert outcome.error.startswith(f"{log_file}: route ")  # names the log and the route
     assert f"router {T1} is not one of the configured nsx.routers" in outcome.error
