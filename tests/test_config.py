@@ -197,6 +197,7 @@ def test_defaults(tmp_path: Path) -> None:
         ("max_concurrency: 39", (8, 39)),
         ("concurrency: 36", (36, 36)),  # the maximum follows a start above its default
         ("concurrency: 4, max_concurrency: 4", (4, 4)),
+        ("concurrency: 1, max_concurrency: 1", (1, 1)),  # one call at a time, the slowest
     ],
 )
 def test_concurrency_and_its_maximum(tmp_path: Path, keys: str, expected: tuple[int, int]) -> None:
@@ -1137,4 +1138,213 @@ def test_an_unknown_key_lists_the_keys_allowed_there(tmp_path: Path) -> None:
         tmp_path,
         f"{NSX_OK}}}\nmetrics: {{jobs: x}}\n",
         "metrics.jobs: unknown key (allowed: job, pushgateway)",
+    )
+
+
+# --- the guards the mutants showed untested, second pass (issue 16) ------------------------
+
+
+def test_a_password_written_in_the_file_is_scrubbed_and_the_warning_names_safer_sources(
+    tmp_path: Path,
+) -> None:
+    secret = _fresh("plain")
+    loaded = load_config(
+        write(tmp_path, f"nsx: {{host: h, username: u, password: {secret}}}\n"), {}
+    )
+    assert secret not in logs.scrub(f"login {secret} failed")
+    (warning,) = loaded.warnings
+    assert warning.startswith("nsx.password ")
+    assert "nsx.password_file" in warning
+    assert "NSXT_PASSWORD" in warning
+
+
+@pytest.mark.parametrize("written", ["12345", "''", "[a]", "{a: b}"])
+def test_a_password_in_the_file_must_be_a_non_empty_string(tmp_path: Path, written: str) -> None:
+    _key_names_in_message(
+        tmp_path,
+        f"nsx: {{host: h, username: u, password: {written}}}\n",
+        "nsx.password: expected a non-empty string",
+    )
+
+
+CREDENTIAL_FILES = {
+    "nsx.password_file": "nsx: {{host: h, username: u, password_file: {file}}}\n",
+    "nsx.vmc_access_token_file": "nsx: {{host: h, auth: vmc, vmc_access_token_file: {file}}}\n",
+}
+
+
+@pytest.mark.parametrize("key", sorted(CREDENTIAL_FILES))
+def test_a_credential_file_that_is_unusable_is_one_line_naming_the_key_and_the_file(
+    tmp_path: Path, key: str
+) -> None:
+    config = CREDENTIAL_FILES[key]
+    (tmp_path / "blank").write_text(" \n")
+    _key_names_in_message(
+        tmp_path, config.format(file="blank"), f"{key}: {tmp_path / 'blank'} is empty"
+    )
+    _key_names_in_message(
+        tmp_path, config.format(file="gone"), f"{key}: cannot read {tmp_path / 'gone'}"
+    )
+    _key_names_in_message(
+        tmp_path, config.format(file="/dev/zero"), f"{key}: /dev/zero: larger than 64 KiB"
+    )
+    _key_names_in_message(tmp_path, config.format(file="''"), f"{key}: expected a non-empty")
+
+
+def _short(kind: str) -> str:
+    """A credential of a few characters no earlier test registered."""
+    return kind + uuid.uuid4().hex[:2]
+
+
+@pytest.mark.parametrize(
+    ("key", "written", "sent"),
+    [
+        # A Kubernetes Secret mounted as the file carries it base64-encoded, newline included.
+        ("nsx.password_file", "{pw}\n", "{pw}"),
+        # A password may begin with spaces: only what follows it goes.
+        ("nsx.password_file", "  {pw}\n", "  {pw}"),
+        ("nsx.vmc_access_token_file", "{pw}\n", "{pw}"),
+    ],
+)
+def test_a_short_credential_file_is_scrubbed_as_stored_and_as_sent(
+    tmp_path: Path, key: str, written: str, sent: str
+) -> None:
+    secret = _short("Q") if written.startswith(" ") else _short("Qz")
+    stored, used = written.format(pw=secret), sent.format(pw=secret)
+    (tmp_path / "cred").write_text(stored)
+    loaded = load_config(write(tmp_path, CREDENTIAL_FILES[key].format(file="cred")), {})
+    nsx = loaded.config.nsx
+    assert (nsx.password or nsx.vmc_token) == Secret(used.strip() if "vmc" in key else used)
+    for form in (used, base64.b64encode(stored.encode()).decode()):
+        assert form not in logs.scrub(f"echo {form} end"), form
+    assert base64.b64encode(used.encode()).decode() not in logs.scrub(
+        "echo " + base64.b64encode(used.encode()).decode()
+    )
+
+
+def test_the_vmc_auth_host_is_verified_with_the_ca_bundle_requests_would_use(
+    tmp_path: Path,
+) -> None:
+    assert vmc_config(tmp_path, CURL_CA_BUNDLE="/etc/ssl/curl.pem").vmc_auth_verify == (
+        "/etc/ssl/curl.pem"
+    )
+    both = vmc_config(tmp_path, REQUESTS_CA_BUNDLE="/etc/ssl/req.pem", CURL_CA_BUNDLE="/x.pem")
+    assert both.vmc_auth_verify == "/etc/ssl/req.pem"
+
+
+def test_a_vmc_configuration_loads_without_warnings(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("canary-file-T0KEN\n")
+    assert load_config(write(tmp_path, VMC), {}).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "environ", "names"),
+    [
+        ("  vmc_auth_host: 5\n", {}, "nsx.vmc_auth_host: expected a non-empty string"),
+        ("", {"NSXT_VMC_AUTH_HOST": " "}, "NSXT_VMC_AUTH_HOST: expected a non-empty string"),
+    ],
+)
+def test_a_vmc_auth_host_that_is_no_text_names_where_it_came_from(
+    tmp_path: Path, extra: str, environ: dict[str, str], names: str
+) -> None:
+    (tmp_path / "token").write_text("canary-file-T0KEN\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, VMC + extra), environ)
+    assert f"{tmp_path / 'config.yaml'}: {names}" in str(caught.value)
+
+
+def test_missing_nsx_credentials_name_the_key_and_the_environment_variable(
+    tmp_path: Path,
+) -> None:
+    _key_names_in_message(
+        tmp_path,
+        "nsx: {username: u}\n",
+        "nsx.host: missing (set it in the file or NSXT_MANAGER_HOST)",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, VMC.replace("  vmc_access_token_file: token\n", "")), {})
+    message = str(caught.value)
+    assert f"{tmp_path / 'config.yaml'}: nsx.vmc_access_token_file: missing" in message
+    assert "NSXT_VMC_ACCESS_TOKEN" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (
+            "nsx: {host: h, auth: certificate, client_cert_file: '', client_key_file: k.pem}\n",
+            "nsx.client_cert_file: expected a non-empty string",
+        ),
+        (
+            "nsx: {host: h, auth: certificate, client_cert_file: c.pem, client_key_file: ''}\n",
+            "nsx.client_key_file: expected a non-empty string",
+        ),
+        (
+            "nsx: {host: h, auth: certificate, client_cert_file: c.pem, client_key_file: no.pem}\n",
+            "nsx.client_key_file: {tmp}/no.pem does not exist",
+        ),
+        (
+            f"{NSX_OK}}}\nclusters: [{{name: a, pod_cidrs: [3]}}]\n",
+            "clusters[0].pod_cidrs[0]: expected",
+        ),
+        (f"{NSX_OK}}}\nstate: [x]\n", "state: expected a mapping, got list"),
+        (
+            f"{NSX_OK}}}\nstate: {{configmaps: a/b}}\n",
+            "state.configmaps: unknown key (allowed: configmap, file)",
+        ),
+        (f"{NSX_OK}}}\nstate: {{configmap: 3}}\n", "state.configmap: expected a non-empty string"),
+        (f"{NSX_OK}}}\nstate: {{configmap: a/b/c}}\n", "state.configmap: expected namespace/name"),
+        (f"{NSX_OK}}}\nmetrics: [x]\n", "metrics: expected a mapping, got list"),
+        (
+            f"{NSX_OK}}}\npolcy: {{}}\n",
+            "polcy: unknown key (allowed: cluster_api, clusters, inventory_concurrency, metrics,"
+            " nsx, policy, retired_clusters, state)",
+        ),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_file_the_key_and_the_value_expected(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    for name in ("c.pem", "k.pem"):
+        (tmp_path / name).write_text("pem")
+    _key_names_in_message(tmp_path, text, names.format(tmp=tmp_path))
+
+
+def test_the_state_configmap_and_metrics_job_are_taken_as_written_or_defaulted(
+    tmp_path: Path,
+) -> None:
+    c = load_config(write(tmp_path, f"{NSX_OK}}}\n"), {}).config
+    assert c.metrics.job == "nsx-route-gc"  # the Pushgateway job dashboards select on
+    assert c.state.configmap is None
+    text = f"{NSX_OK}}}\nstate: {{configmap: ' ops/gc-state '}}\n"
+    assert load_config(write(tmp_path, text), {}).config.state.configmap == "ops/gc-state"
+
+
+def test_a_config_with_a_character_yaml_forbids_is_one_line_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, BASE)
+    path.write_text(BASE + "# bell \x07\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert str(caught.value) == f"{path}: not valid YAML"
+
+
+def test_a_config_nested_too_deeply_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    path.write_text(BASE + "policy: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert str(caught.value) == f"{path}: YAML nested too deeply"
+
+
+def test_names_in_capitals_are_kept_as_written(tmp_path: Path) -> None:
+    """Only a trailing slash goes from a host, an auth host or a router path; an id or host
+    in capitals (NSX ids are case-sensitive) is the one the operator wrote."""
+    assert normalise_host("https://VCF-NSX/") == "https://VCF-NSX"
+    assert vmc_auth_url("CSP-VCF-NSX/") == f"https://CSP-VCF-NSX{VMC_AUTH_PATH}"
+    text = f"{NSX_OK}, routers: [/infra/tier-1s/T1-BOX/, /infra/tier-1s/X]}}\n"
+    assert load_config(write(tmp_path, text), {}).config.nsx.routers == (
+        "/infra/tier-1s/T1-BOX",
+        "/infra/tier-1s/X",
     )

@@ -532,9 +532,10 @@ class _Reader:
         ca_file = self.optional_path(data.get("ca_file"), "nsx.ca_file")
         if ca_file is not None and not ca_file.is_file():
             raise self.fail("nsx.ca_file", f"{ca_file} does not exist")
-        routers = self.strings(data.get("routers"), "nsx.routers")
+        # The trailing slash goes before the check, so the path checked is the path used.
+        routers = tuple(r.rstrip("/") for r in self.strings(data.get("routers"), "nsx.routers"))
         for i, router in enumerate(routers):
-            if not tier1_router(router.rstrip("/")):
+            if not tier1_router(router):
                 raise self.fail(
                     f"nsx.routers[{i}]",
                     f"{router!r} is not a Tier-1 policy path (/infra/tier-1s/<id> or "
@@ -550,7 +551,7 @@ class _Reader:
             client_key_file=cert_key,
             ca_file=ca_file,
             insecure=self.boolean(data.get("insecure", False), "nsx.insecure"),
-            routers=tuple(r.rstrip("/") for r in routers),
+            routers=routers,
             timeout=self.number(data.get("timeout", 30), "nsx.timeout", 1, 600),
             page_size=int(self.number(data.get("page_size", 1000), "nsx.page_size", 1, 1000)),
             rate_limit=self.number(data.get("rate_limit", 90), "nsx.rate_limit", 1, 10000),

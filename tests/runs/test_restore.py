@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import structlog
-from applykit import CL1_IDS, T1, Env, client, read, resign, rows, simulated, write
+from applykit import CL1_IDS, T1, Env, cli_run, client, read, resign, rows, simulated, write
 from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
@@ -825,3 +825,61 @@ def test_a_restore_pushes_its_metrics_when_a_pushgateway_is_configured(
         assert env.restore(report, config=replace(env.config, metrics=metrics)).exit_code == 0
     assert pushed
     assert all(path.startswith(f"/metrics/job/{metrics.job}") for path in pushed)
+
+
+# --- restore --from-log: the JSON log of an apply, under restore's checks (issue 16) --------
+
+
+def logged_apply(env: Env) -> Path:
+    """An apply through the CLI with JSON logs; the log kept as a file, as a pod's log is."""
+    code, _, log_text = cli_run("apply", "--config", str(env.config_path), "--yes")
+    assert code == 0, log_text
+    path = env.tmp / "apply.log"
+    path.write_text(log_text)
+    return path
+
+
+def test_a_log_gives_back_the_routes_it_shows_deleted_and_only_those_asked_for(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        log_file = logged_apply(env)
+        assert env.route_ids().isdisjoint(CL1_IDS)
+        one = env.restore(log_file, name="one", from_log=True, route_ids=[CL1_A])
+        assert one.exit_code == 0, one.error
+        assert env.route_ids() & CL1_IDS == {CL1_A}
+        every = env.restore(log_file, name="every", from_log=True)
+        assert every.exit_code == 0, every.error
+        assert env.route_ids() >= CL1_IDS
+    assert {r["id"]: r["note"] for r in rows(every).values()} == {
+        CL1_A: "already-present: a route with this id and content exists",
+        CL1_B: "restored",
+        CL1_C: "restored",
+    }
+
+
+def test_a_log_has_no_digest_to_approve_so_plan_sha256_is_refused_before_any_call(
+    tmp_path: Path,
+) -> None:
+    with simulated(tmp_path) as env:
+        log_file = logged_apply(env)
+        env.sim.nsx.reset_counters()
+        outcome = env.restore(log_file, from_log=True, plan_sha256="0" * 64)
+        assert not any(env.sim.nsx.counters.values())
+        assert env.route_ids().isdisjoint(CL1_IDS)
+    assert outcome.exit_code == 2
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"{log_file}: a log has no restore_sha256 to approve")
+    assert "--plan-sha256" in outcome.error
+
+
+def test_a_log_naming_a_router_outside_the_configured_routers_is_refused(tmp_path: Path) -> None:
+    with simulated(tmp_path) as env:
+        log_file = logged_apply(env)
+        elsewhere = replace(env.config.nsx, routers=("/infra/tier-1s/elsewhere",))
+        outcome = env.restore(log_file, from_log=True, config=replace(env.config, nsx=elsewhere))
+        assert env.route_ids().isdisjoint(CL1_IDS)
+    assert outcome.exit_code == 2
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"{log_file}: route ")  # names the log and the route
+    assert f"router {T1} is not one of the configured nsx.routers" in outcome.error
