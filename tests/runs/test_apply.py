@@ -1177,8 +1177,15 @@ def test_what_the_operator_is_asked_to_approve_is_what_the_report_records(
     with simulated(tmp_path / "plan") as env:
         plan = env.scan()
         digest = read(plan)["plan_sha256"]
-        narrowed = env.apply(plan, confirm=record, plan_sha256=digest, route_ids=[CL1_A])
+        with capture_logs() as logs:
+            narrowed = env.apply(plan, confirm=record, plan_sha256=digest, route_ids=[CL1_A])
         assert narrowed.report is not None, narrowed.error
+        loaded = [
+            (e["plan"], e["plan_sha256"], e["deletions"], e["left_out"])
+            for e in logs
+            if e["event"] == "plan.loaded"
+        ]
+        assert loaded == [(str(plan), digest, 1, 2)]
         second = asked.pop()
         assert (second.plan, second.plan_sha256, second.counts) == (plan, digest, {T1: 1})
         assert second.deleting_sha256 != digest
