@@ -540,7 +540,10 @@ class NsxTransport:
                     "nsx.vmc_access_token_file; not retried this run"
                 )
             )
-        body = self.decode_json(response, "POST", where.path)
+        try:
+            body = response.json()
+        except (ValueError, RecursionError):
+            body = None  # refused below with the other malformed answers, once a run
         access = body.get("access_token") if isinstance(body, dict) else None
         expires = _seconds(body.get("expires_in")) if isinstance(body, dict) else None
         if not isinstance(access, str) or not access or expires is None:
