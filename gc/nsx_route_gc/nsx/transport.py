@@ -139,17 +139,11 @@ class NsxTransport:
         self._clock = clock
         # Jitter only spreads retries out; nothing secret depends on it.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not crypto
-        self._bucket = (
-            TokenBucket(settings.rate_limit, clock=clock, sleep=sleep)
-            if settings.rate_limit > 0
-            else None
-        )
+        # nsx.rate_limit is 1 to 10000 (config.py): there is always a bucket.
+        self._bucket = TokenBucket(settings.rate_limit, clock=clock, sleep=sleep)
         # The calls in flight: nsx.concurrency at first, adapted up to nsx.max_concurrency.
         self._limit = AdaptiveLimit(
-            settings.concurrency,
-            settings.max_concurrency,
-            rate=settings.rate_limit if settings.rate_limit > 0 else None,
-            clock=clock,
+            settings.concurrency, settings.max_concurrency, rate=settings.rate_limit, clock=clock
         )
         self._in_flight = InFlightGate(self._limit, on_change=_log_change)
         self.permits = Permits(self._limit, self._in_flight)
@@ -229,27 +223,24 @@ class NsxTransport:
         data: Mapping[str, str] | bytes | None = None,
         headers: Mapping[str, str] | None = None,
         allow: tuple[int, ...] = (),
-        authenticate: bool = True,
-        max_attempts: int | None = None,
     ) -> requests.Response:
-        """Send one call, retried as needed; returns a 2xx answer or one whose status is in
-        ``allow``, raises NsxApiError for any other answer, NsxError for transport failures
-        and NsxAccessError when the manager refuses us or cannot be reached at all.
+        """Send one authenticated call, retried as needed; returns a 2xx answer or one whose
+        status is in ``allow``, raises NsxApiError for any other answer, NsxError for
+        transport failures and NsxAccessError when the manager refuses us or cannot be
+        reached at all.
 
-        ``path`` is what follows the base URL (``/policy/api/v1/...`` or ``/api/session/...``).
+        ``path`` is what follows the base URL (``/policy/api/v1/...``).
         """
-        call = (method, path, kind, params, json_body, data, headers, allow, authenticate)
-        if not authenticate:
-            return self._request(*call, max_attempts=max_attempts)
+        call = (method, path, kind, params, json_body, data, headers, allow, True)
         self._raise_if_refused()
         if self._proven:
-            return self._request(*call, max_attempts=max_attempts)
+            return self._request(*call)
         with self._gate:
             self._raise_if_refused()
             if self._proven:
-                return self._request(*call, max_attempts=max_attempts)
+                return self._request(*call)
             try:
-                response = self._request(*call, max_attempts=max_attempts)
+                response = self._request(*call)
             except NsxAccessError:
                 raise
             except NsxApiError:
@@ -362,8 +353,7 @@ class NsxTransport:
         status: int | None = None
         sent = 0.0
         try:
-            if self._bucket is not None:
-                self._bucket.acquire()
+            self._bucket.acquire()
             self.count(kind)
             sent = self._clock()
             outcome = self._exchange(method, url, path, params, json_body, data, headers, target)
@@ -550,7 +540,10 @@ class NsxTransport:
                     "nsx.vmc_access_token_file; not retried this run"
                 )
             )
-        body = self.decode_json(response, "POST", where.path)
+        try:
+            body = response.json()
+        except (ValueError, RecursionError):
+            body = None  # refused below with the other malformed answers, once a run
         access = body.get("access_token") if isinstance(body, dict) else None
         expires = _seconds(body.get("expires_in")) if isinstance(body, dict) else None
         if not isinstance(access, str) or not access or expires is None:
@@ -726,21 +719,15 @@ def _tls_verify(settings: NsxSettings) -> str | bool:
 
 
 def _cookie(response: requests.Response, name: str) -> str | None:
-    value = response.cookies.get(name)
-    if value:
-        return str(value)
-    # The jar may refuse a cookie (a Domain attribute naming a load balancer, say): read the
-    # raw Set-Cookie headers too.
-    raw_headers = getattr(response.raw, "headers", None)
-    getlist = getattr(raw_headers, "getlist", None)
-    if getlist is None:
-        return None
-    for header in getlist("Set-Cookie"):
+    """The cookie ``name`` as the answer's Set-Cookie headers set it. Read from the headers,
+    not ``response.cookies``: that jar refuses a cookie whose Domain attribute names a load
+    balancer, and the session is ours whatever domain it claims."""
+    for header in response.raw.headers.getlist("Set-Cookie"):
         jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
         try:
             jar.load(header)
         except http.cookies.CookieError:
-            continue
+            continue  # one malformed cookie (a load balancer's) does not hide the others
         if name in jar and jar[name].value:
             return jar[name].value
     return None
