@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from factories import ccm_route
@@ -343,3 +344,65 @@ def test_no_more_than_routes_in_flight_of_batches_are_sent_at_once() -> None:
         ).delete(up)
         assert sim.nsx.route_count() == 18
         assert nsx.peak == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, 1),  # a Deleter built without workers sends one batch at a time
+        ({"workers": 1, "batch_size": 1000}, 1),
+        ({"workers": 0, "batch_size": 1000}, 1),
+        ({"workers": 8, "batch_size": ROUTES_IN_FLIGHT}, 1),
+        ({"workers": 3, "batch_size": 1000}, 3),  # at most 3: 2 when a thread starts late
+    ],
+)
+def test_batches_in_flight_are_the_fewest_of_workers_and_routes_in_flight(
+    settings: dict[str, int], expected: int
+) -> None:
+    projects = [f"/orgs/default/projects/p{n}/infra/tier-1s/t1" for n in range(6)]
+    with simulated(projects, client=Overlapping) as (sim, nsx, journal):
+        assert isinstance(nsx, Overlapping)
+        up = candidates(nsx, projects, per_router=1)  # a batch per project: never mixed
+        Deleter(nsx, allow_overwrite=False, sleep=no_sleep, journal=journal, **settings).delete(up)
+        assert sim.nsx.route_count() == 18
+        assert nsx.peak == expected if expected == 1 else 2 <= nsx.peak <= expected
+
+
+def test_a_batch_size_below_one_is_refused_and_one_is_a_batch_of_one() -> None:
+    unused = NsxClient(NsxSettings("https://127.0.0.1:9", username="u", password=Secret("p")))
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        Deleter(unused, allow_overwrite=False, batch_size=0)
+    up = [
+        RouteVerdict(
+            ccm_route(f"{n:08d}-0000-4000-8000-000000000000", f"10.{n}.0.0/24", "10.0.0.1"),
+            Verdict.ORPHANED,
+            "node-gone",
+            action=Action.DELETE,
+        )
+        for n in range(3)
+    ]
+    assert [len(b) for b in Deleter(unused, allow_overwrite=False, batch_size=1).batches(up)] == [
+        1,
+        1,
+        1,
+    ]
+
+
+def test_a_router_written_with_a_trailing_slash_is_the_same_space_and_a_tier0_its_own() -> None:
+    """Batches are cut by space (/infra or a project's infra): /infra/tier-1s/a/ is in /infra;
+    a route whose router is no Tier-1 gets a batch of its own (the client refuses it, and it
+    goes one by one) rather than stopping the cut."""
+    unused = NsxClient(NsxSettings("https://127.0.0.1:9", username="u", password=Secret("p")))
+
+    def on(router: str, n: int) -> RouteVerdict:
+        route = ccm_route(
+            f"{n:08d}-0000-4000-8000-000000000000", f"10.{n}.0.0/24", "10.0.0.1", router=router
+        )
+        return RouteVerdict(route, Verdict.ORPHANED, "node-gone", action=Action.DELETE)
+
+    up = [on("/infra/tier-1s/a/", 1), on("/infra/tier-0s/t0", 2), on("/infra/tier-1s/b", 3)]
+    cut = Deleter(unused, allow_overwrite=False, batch_size=10).batches(up)
+    assert [[v.route.router_path for v in b] for b in cut] == [
+        ["/infra/tier-1s/a/", "/infra/tier-1s/b"],
+        ["/infra/tier-0s/t0"],
+    ]

@@ -465,3 +465,18 @@ def test_an_index_missing_survivors_of_routes_really_deleted_falls_back_to_listi
         assert untrusted(logs) == {ROUTERS[2]: "survivors-missing"}
         # The other routers' pages show their deleted routes (the stale index): listed.
         assert calls(sim) == {"nsx_hierarchical": 1, "nsx_search": 2, "nsx_list_routes": 4}
+
+
+def test_with_one_confirm_attempt_a_route_still_there_fails_after_one_listing() -> None:
+    with simulated(ROUTERS[:2], client=IgnoringDeletes) as (sim, nsx):
+        candidates, listed = plan(nsx, ROUTERS[:2])
+        sleeps: list[float] = []
+        sim.nsx.reset_counters()
+
+        results = Deleter(
+            nsx, allow_overwrite=False, sleep=sleeps.append, confirm_attempts=1
+        ).delete(candidates, listed=listed)
+
+        assert {r.verdict.action for r in results} == {Action.DELETE_FAILED}
+        assert calls(sim) == {"nsx_search": 2, "nsx_list_routes": 2}
+        assert sleeps == []
