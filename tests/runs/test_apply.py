@@ -524,9 +524,12 @@ def test_refused_plans_exit_2_and_touch_nothing(tmp_path: Path, problem: str) ->
 
 def test_declined_confirmation_deletes_nothing(tmp_path: Path) -> None:
     with simulated(tmp_path) as env:
-        outcome = env.apply(confirm=lambda _counts: False)
+        with capture_logs() as logs:
+            outcome = env.apply(confirm=lambda _counts: False)
         assert outcome.exit_code == 1
         assert env.route_ids() >= CL1_IDS
+        assert [e["routes"] for e in logs if e["event"] == "apply.cancelled"] == [3]
+        assert not [e for e in logs if e["event"] == "apply.no_report_dir"]
         assert env.sim.nsx.counters["nsx_hierarchical"] == 0
 
 
@@ -633,12 +636,14 @@ def test_a_refused_login_ends_an_apply_of_a_plan_before_anything_is_sent(
         plan = env.scan()
         env.sim.nsx.reset_counters()
         wrong = replace(env.config.nsx, password=Secret("not-the-password"))
-        outcome = env.apply(plan, config=replace(env.config, nsx=wrong))
+        with capture_logs() as logs:
+            outcome = env.apply(plan, config=replace(env.config, nsx=wrong))
         counters = dict(env.sim.nsx.counters)
         assert env.route_ids() >= CL1_IDS
     assert outcome.exit_code == 1
     assert outcome.report is None
     assert outcome.error is not None
+    assert [e["error"] for e in logs if e["event"] == "run.failed"] == [outcome.error]
     assert "check nsx.username (NSXT_USERNAME)" in outcome.error
     assert counters == {"nsx_session": 1, "nsx_login_failed": 1}
 
@@ -914,9 +919,13 @@ def test_an_apply_without_a_report_directory_still_deletes_and_writes_nothing(
     tmp_path: Path,
 ) -> None:
     with simulated(tmp_path) as env:
-        outcome = run_apply(env.config, confirm=yes, nsx_factory=client, sleep=lambda _: None)
+        with capture_logs() as logs:
+            outcome = run_apply(env.config, confirm=yes, nsx_factory=client, sleep=lambda _: None)
         assert outcome.exit_code == 0
         assert outcome.paths == []
+        warned = [e["hint"] for e in logs if e["event"] == "apply.no_report_dir"]
+        assert warned == ["deleted bodies are only in the logs"]
+        assert env.sim.nsx.counters["nsx_session_destroy"] == 1  # logged out all the same
         assert not env.route_ids() & CL1_IDS
         assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]
 
@@ -942,6 +951,27 @@ def test_a_plan_is_rechecked_against_the_clusters_cluster_api_lists(tmp_path: Pa
         outcome = env.apply(plan)
         assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
         assert planned[0] not in env.route_ids()
+
+
+def test_a_fresh_apply_finds_the_clusters_cluster_api_lists_and_runs_at_its_clock(
+    tmp_path: Path,
+) -> None:
+    """The CronJob's apply (no plan) discovers clusters as a scan does, judges at the run's
+    own clock and cuts its deletions by --batch-size."""
+    with simulated(tmp_path, "management") as env:
+        planned = [r["id"] for r in read(env.scan())["routes"] if r["action"] == "delete"]
+        at = datetime(2030, 1, 1, tzinfo=UTC)
+        outcome = env.apply(clock=lambda: at, batch_size=1)
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert outcome.report is not None
+        assert planned
+        assert not set(planned) & env.route_ids()
+        assert outcome.report["started_at"].startswith("2030-01-01T00:00:00")
+    with simulated(tmp_path / "b") as env:
+        env.sim.nsx.reset_counters()
+        outcome = env.apply(batch_size=1)
+        assert outcome.exit_code == 0, outcome.report and outcome.report["errors"]
+        assert env.sim.nsx.counters["nsx_hierarchical"] == 3
 
 
 # --- the deleter's confirmations (issue 16: paths no test reached) -------------------------
@@ -1275,3 +1305,7 @@ def test_a_planned_route_gone_before_the_apply_still_completes_the_plan_digest(
         assert outcome.report is not None
         assert rows(outcome)[CL1_B]["note"].startswith("already-gone")
         assert outcome.report["apply"]["deleted_sha256"] == read(plan)["plan_sha256"]
+        # The way back covers what this tool deleted, and the report's digest says so.
+        restored = env.restore(tmp_path / "apply" / "report.json")
+        assert restored.exit_code == 0, restored.error
+        assert env.route_ids() & CL1_IDS == {CL1_A, CL1_C}
