@@ -521,12 +521,30 @@ def test_narrow_judges_the_limits_again_on_what_is_kept() -> None:
 
     narrowed = narrow(plan, lambda v: v.cluster == "cl1", Policy())
     assert {v.route.id.split("_")[0] for v in narrowed.verdicts} == {UID_B, UID_C}
-    assert {v.action for v in narrowed.verdicts} == {Action.DELETE}
+    assert {(v.action, v.hold_reason) for v in narrowed.verdicts} == {(Action.DELETE, None)}
     assert narrowed.limit_holds == ()
     # Still judged against every managed route of the router: 2 of 5 > 30%.
     strict = narrow(plan, lambda v: v.cluster == "cl1", Policy(max_delete_percent=30))
     assert {v.action for v in strict.verdicts} == {Action.HELD}
-    assert strict.limit_holds[0][1].startswith("max-delete-percent: 2 of 5 managed routes")
+    ((router, why),) = strict.limit_holds
+    assert router == T1
+    assert why.startswith(f"max-delete-percent: 2 of 5 managed routes on {T1}")
+    # And the run-wide limit on what is kept, held under "*".
+    capped = narrow(plan, lambda v: v.cluster == "cl1", Policy(max_deletes=1))
+    assert {v.action for v in capped.verdicts} == {Action.HELD}
+    assert [(r, w.split(":")[0]) for r, w in capped.limit_holds] == [("*", "max-deletes")]
+    # A route held for another reason than a limit stays held whatever is narrowed.
+    keep = Policy(protect_route_ids=(f"{UID_B}_172.16.136.0_24",))
+    kept = narrow(
+        judge([RouterListing(T1, tuple(routes))], clusters, keep, NOW),
+        lambda v: v.cluster == "cl1",
+        keep,
+    )
+    actions = {
+        v.route.id.split("_")[0]: (v.action, (v.hold_reason or "").split(":")[0])
+        for v in kept.verdicts
+    }
+    assert actions == {UID_B: (Action.HELD, "keep-list"), UID_C: (Action.DELETE, "")}
 
 
 def test_a_route_whose_path_is_not_under_its_router_is_flagged_never_deleted() -> None:
