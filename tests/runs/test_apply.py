@@ -1309,3 +1309,22 @@ def test_a_planned_route_gone_before_the_apply_still_completes_the_plan_digest(
         restored = env.restore(tmp_path / "apply" / "report.json")
         assert restored.exit_code == 0, restored.error
         assert env.route_ids() & CL1_IDS == {CL1_A, CL1_C}
+
+
+def test_an_apply_interrupted_while_deleting_names_its_journal_and_leaves_it_unfinished(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C (or SIGTERM) while a batch is out: the run stops, says where its journal is,
+    and the journal stays unfinished, the way back for what was sent."""
+
+    class Interrupted(NsxClient):
+        def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
+            raise KeyboardInterrupt
+
+    with simulated(tmp_path) as env:
+        with capture_logs() as logs, pytest.raises(KeyboardInterrupt):
+            env.apply(nsx_factory=lambda s: Interrupted(s, sleep=lambda _: None))
+    journal = tmp_path / "apply" / JOURNAL_NAME
+    assert [e["journal"] for e in logs if e["event"] == "apply.interrupted"] == [str(journal)]
+    assert journal.is_file()
+    assert not is_finished(journal)
