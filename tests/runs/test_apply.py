@@ -1321,9 +1321,8 @@ def test_an_apply_interrupted_while_deleting_names_its_journal_and_leaves_it_unf
         def hierarchical_delete(self, routes: Mapping[str, Sequence[Route]], **kw: Any) -> None:
             raise KeyboardInterrupt
 
-    with simulated(tmp_path) as env:
-        with capture_logs() as logs, pytest.raises(KeyboardInterrupt):
-            env.apply(nsx_factory=lambda s: Interrupted(s, sleep=lambda _: None))
+    with simulated(tmp_path) as env, capture_logs() as logs, pytest.raises(KeyboardInterrupt):
+        env.apply(nsx_factory=lambda s: Interrupted(s, sleep=lambda _: None))
     journal = tmp_path / "apply" / JOURNAL_NAME
     assert [e["journal"] for e in logs if e["event"] == "apply.interrupted"] == [str(journal)]
     assert journal.is_file()
