@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -14,8 +15,10 @@ from typing import Any
 
 import pytest
 from applykit import CL1_IDS, T1, cli_run, client, read, rows, simulated, write, yes
+from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
+from werkzeug import Request, Response
 
 from factories import ccm_route as factory_route
 from nsx_route_gc.cli import cli
@@ -816,18 +819,35 @@ def test_an_unfinished_journal_stops_the_next_apply_unless_forced(tmp_path: Path
         )
         journal.close()
         env.sim.nsx.reset_counters()
-        refused = env.apply()
+        with capture_logs() as logs:
+            refused = env.apply()
         assert refused.exit_code == 2
         assert refused.error is not None
         assert refused.error.startswith(f"{directory / JOURNAL_NAME}: unfinished journal")
         assert "--force" in refused.error
         assert env.route_ids() >= CL1_IDS
         assert sum(env.sim.nsx.counters.values()) == 0
-        forced = env.apply(force=True)
+        unfinished = [
+            (e["journal"], e["journals"]) for e in logs if e["event"] == "apply.unfinished_journal"
+        ]
+        assert unfinished == [(str(directory / JOURNAL_NAME), 1)]
+        with capture_logs() as logs:
+            forced = env.apply(force=True)
         assert forced.exit_code == 0
         assert not env.route_ids() & CL1_IDS
         kept = [p.name for p in directory.glob("journal.*.jsonl")]
         assert len(kept) == 1
+        set_aside = [
+            (e["journal"], e["kept_as"])
+            for e in logs
+            if e["event"] == "apply.unfinished_journal_kept"
+        ]
+        assert set_aside == [(str(directory / JOURNAL_NAME), str(directory / kept[0]))]
+        # The run ends with its summary line and returns the reports it wrote.
+        (summary,) = [e for e in logs if e["event"] == "run.summary"]
+        assert (summary["exit_code"], summary["action_deleted"]) == (0, 3)
+        assert summary["nsx_concurrency_peak"] >= 1
+        assert sorted(p.name for p in forced.paths) == ["report.csv", "report.json", "report.md"]
         assert not is_finished(directory / kept[0])
         assert is_finished(directory / JOURNAL_NAME)
 
@@ -1327,3 +1347,20 @@ def test_an_apply_interrupted_while_deleting_names_its_journal_and_leaves_it_unf
     assert [e["journal"] for e in logs if e["event"] == "apply.interrupted"] == [str(journal)]
     assert journal.is_file()
     assert not is_finished(journal)
+
+
+def test_an_apply_pushes_its_metrics_when_a_pushgateway_is_configured(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    pushed: list[str] = []
+
+    def handle(request: Request) -> Response:
+        pushed.append(request.path)
+        return Response("", status=200)
+
+    httpserver.expect_request(re.compile(r"^/metrics/")).respond_with_handler(handle)
+    with simulated(tmp_path) as env:
+        metrics = replace(env.config.metrics, pushgateway=httpserver.url_for("/").rstrip("/"))
+        assert env.apply(config=replace(env.config, metrics=metrics)).exit_code == 0
+    assert pushed
+    assert all(path.startswith(f"/metrics/job/{metrics.job}") for path in pushed)
