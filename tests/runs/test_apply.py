@@ -271,6 +271,10 @@ def test_a_batch_rejected_for_a_vanished_route_still_deletes_the_rest(tmp_path: 
         assert {by_id[CL1_B]["action"], by_id[CL1_C]["action"]} == {"deleted"}
         assert not env.route_ids() & CL1_IDS
         assert outcome.exit_code == 0
+        # The way back is what this tool deleted: the report's digest covers B and C only.
+        restored = env.restore(tmp_path / "apply" / "report.json")
+        assert restored.exit_code == 0, restored.error
+        assert env.route_ids() & CL1_IDS == {CL1_B, CL1_C}
 
 
 def test_404_on_delete_is_already_gone_but_only_when_a_read_agrees(tmp_path: Path) -> None:
@@ -530,6 +534,7 @@ def test_declined_confirmation_deletes_nothing(tmp_path: Path) -> None:
         with capture_logs() as logs:
             outcome = env.apply(confirm=lambda _counts: False)
         assert outcome.exit_code == 1
+        assert outcome.error == "apply cancelled: nothing was deleted"
         assert env.route_ids() >= CL1_IDS
         assert [e["routes"] for e in logs if e["event"] == "apply.cancelled"] == [3]
         assert not [e for e in logs if e["event"] == "apply.no_report_dir"]
