@@ -7,6 +7,7 @@ the simulator; only backoff sleeps are replaced by a no-op.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -14,10 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
+from werkzeug import Request, Response
 
 from nsx_route_gc.cli import cli
-from nsx_route_gc.config import Config, NsxSettings, load_config
+from nsx_route_gc.config import Config, MetricsConfig, NsxSettings, load_config
 from nsx_route_gc.models import Policy
 from nsx_route_gc.nsx.client import NsxClient
 from nsx_route_gc.reports.files import to_json
@@ -159,3 +162,17 @@ def cli_run(*args: str) -> tuple[int, str, str]:
     """The CLI in this process with JSON logs: exit code, stdout, stderr."""
     result = CliRunner().invoke(cli, ["--log-format", "json", *args])
     return result.exit_code, result.stdout, result.stderr
+
+
+def pushgateway(httpserver: HTTPServer, config: Config) -> tuple[Config, list[str]]:
+    """``config`` pushing its metrics to ``httpserver``, and the paths pushed to, as pushed."""
+    pushed: list[str] = []
+
+    def handle(request: Request) -> Response:
+        pushed.append(request.path)
+        return Response("", status=200)
+
+    httpserver.expect_request(re.compile(r"^/metrics/")).respond_with_handler(handle)
+    url = httpserver.url_for("/").rstrip("/")
+    metrics: MetricsConfig = replace(config.metrics, pushgateway=url)
+    return replace(config, metrics=metrics), pushed

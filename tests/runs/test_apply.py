@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -14,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from applykit import CL1_IDS, T1, cli_run, client, read, rows, simulated, write, yes
+from applykit import CL1_IDS, T1, cli_run, client, pushgateway, read, rows, simulated, write, yes
 from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
-from werkzeug import Request, Response
 
 from factories import ccm_route as factory_route
 from nsx_route_gc.cli import cli
@@ -1357,15 +1355,8 @@ def test_an_apply_interrupted_while_deleting_names_its_journal_and_leaves_it_unf
 def test_an_apply_pushes_its_metrics_when_a_pushgateway_is_configured(
     tmp_path: Path, httpserver: HTTPServer
 ) -> None:
-    pushed: list[str] = []
-
-    def handle(request: Request) -> Response:
-        pushed.append(request.path)
-        return Response("", status=200)
-
-    httpserver.expect_request(re.compile(r"^/metrics/")).respond_with_handler(handle)
     with simulated(tmp_path) as env:
-        metrics = replace(env.config.metrics, pushgateway=httpserver.url_for("/").rstrip("/"))
-        assert env.apply(config=replace(env.config, metrics=metrics)).exit_code == 0
+        config, pushed = pushgateway(httpserver, env.config)
+        assert env.apply(config=config).exit_code == 0
     assert pushed
-    assert all(path.startswith(f"/metrics/job/{metrics.job}") for path in pushed)
+    assert all(path.startswith(f"/metrics/job/{config.metrics.job}") for path in pushed)

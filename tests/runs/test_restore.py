@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from applykit import CL1_IDS, T1, Env, cli_run, client, read, resign, rows, simulated, write
+from applykit import (
+    CL1_IDS,
+    T1,
+    Env,
+    cli_run,
+    client,
+    pushgateway,
+    read,
+    resign,
+    rows,
+    simulated,
+    write,
+)
 from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
-from werkzeug import Request, Response
 
 from nsx_route_gc.cli import cli
 from nsx_route_gc.config import Secret
@@ -812,19 +822,12 @@ def test_an_nsx_failure_that_ends_a_restore_is_logged(tmp_path: Path) -> None:
 def test_a_restore_pushes_its_metrics_when_a_pushgateway_is_configured(
     tmp_path: Path, httpserver: HTTPServer
 ) -> None:
-    pushed: list[str] = []
-
-    def handle(request: Request) -> Response:
-        pushed.append(request.path)
-        return Response("", status=200)
-
-    httpserver.expect_request(re.compile(r"^/metrics/")).respond_with_handler(handle)
     with simulated(tmp_path) as env:
         report = applied(env)
-        metrics = replace(env.config.metrics, pushgateway=httpserver.url_for("/").rstrip("/"))
-        assert env.restore(report, config=replace(env.config, metrics=metrics)).exit_code == 0
+        config, pushed = pushgateway(httpserver, env.config)
+        assert env.restore(report, config=config).exit_code == 0
     assert pushed
-    assert all(path.startswith(f"/metrics/job/{metrics.job}") for path in pushed)
+    assert all(path.startswith(f"/metrics/job/{config.metrics.job}") for path in pushed)
 
 
 # --- restore --from-log: the JSON log of an apply, under restore's checks (issue 16) --------
