@@ -311,6 +311,11 @@ def test_missing_file_names_it(tmp_path: Path) -> None:
             "sks-nsxt-manager",
         ),
         ("https://h:8443/base/", "https://h:8443/base"),
+        ("h:1", "https://h:1"),
+        ("h:65535", "https://h:65535"),
+        ("[fd00::1]", "https://[fd00::1]"),
+        ("h//", "https://h"),
+        ("https://h/a/b", "https://h/a/b"),
     ],
 )
 def test_host_forms(given: str, expected: str) -> None:
@@ -1029,20 +1034,6 @@ def test_a_vmc_token_the_configuration_reads_is_scrubbed_from_then_on(
     load_config(path, environ)
     for form in (token, base64.b64encode(f"{token}\n".encode()).decode()):
         assert form not in logs.scrub(f"echo {form} end"), form
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        ("h:1", "https://h:1"),
-        ("h:65535", "https://h:65535"),
-        ("[fd00::1]", "https://[fd00::1]"),
-        ("h//", "https://h"),
-        ("https://h/a/b", "https://h/a/b"),
-    ],
-)
-def test_host_edges_are_kept(given: str, expected: str) -> None:
-    assert normalise_host(given) == expected
 
 
 @pytest.mark.parametrize(

@@ -378,6 +378,8 @@ def test_two_live_routes_for_one_network_conflict_and_are_never_deleted() -> Non
     assert all(v.action is Action.NONE for v in plan.verdicts)
     assert plan.verdicts[0].reason is not None
     assert routes[1].id in plan.verdicts[0].reason
+    assert {v.severity for v in plan.verdicts} == {"high"}
+    assert plan.verdicts[1].reason == f"conflict: network also carried by live route {routes[0].id}"
 
 
 def test_unlisted_router_is_not_judged() -> None:
@@ -864,19 +866,6 @@ def test_a_doubtful_route_sharing_a_live_routes_network_keeps_its_doubt() -> Non
     assert doubtful.reason is not None
     assert doubtful.reason.startswith("node-without-podcidr")
     assert doubtful.reason.endswith(f"; shadows live route {route().id}")
-
-
-def test_two_live_routes_for_one_network_are_a_high_severity_conflict() -> None:
-    other = node(UID_B, "172.16.144.0/24", "172.16.129.5")
-    routes = (route(), route(uid=UID_B, hop="172.16.129.5"))
-    plan = judge(
-        [RouterListing(T1, routes)],
-        [LIVE_CL2, cluster("cl3", other, cidrs=("172.16.144.0/22",))],
-        Policy(),
-        NOW,
-    )
-    assert {v.severity for v in plan.verdicts} == {"high"}
-    assert plan.verdicts[1].reason == f"conflict: network also carried by live route {routes[0].id}"
 
 
 def test_a_reason_names_every_cidr_address_and_cluster_it_rests_on() -> None:
